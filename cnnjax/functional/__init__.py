@@ -1,0 +1,72 @@
+"""Pure functional CNN ops on channels-last arrays ``(*batch, *spatial, C)``.
+
+No state and no Flax: every function jits, vmaps and differentiates. The kernel's
+rank (conv) or the length of a window/size tuple (pooling, resizing) fixes the number
+of spatial dims, so 1-D, 2-D and 3-D go through the same functions.
+"""
+
+from cnnjax.functional import filters
+from cnnjax.functional.conv import (
+    conv,
+    conv_output_size,
+    conv_param_count,
+    conv_transpose,
+    conv_transpose_output_size,
+    convolve,
+)
+from cnnjax.functional.dropout import dropout
+from cnnjax.functional.norm import (
+    batch_norm,
+    group_norm,
+    init_batch_norm_stats,
+    instance_norm,
+    layer_norm,
+    local_response_norm,
+)
+from cnnjax.functional.padding import pad
+from cnnjax.functional.pool import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    avg_pool,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool,
+    max_pool,
+    max_pool_with_indices,
+    max_unpool,
+)
+from cnnjax.functional.unfold import fold, unfold
+from cnnjax.functional.upsample import pixel_shuffle, pixel_unshuffle, resize, upsample_nearest
+
+__all__ = [
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "avg_pool",
+    "batch_norm",
+    "conv",
+    "conv_output_size",
+    "conv_param_count",
+    "conv_transpose",
+    "conv_transpose_output_size",
+    "convolve",
+    "dropout",
+    "filters",
+    "fold",
+    "global_avg_pool",
+    "global_max_pool",
+    "group_norm",
+    "init_batch_norm_stats",
+    "instance_norm",
+    "layer_norm",
+    "local_response_norm",
+    "lp_pool",
+    "max_pool",
+    "max_pool_with_indices",
+    "max_unpool",
+    "pad",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "resize",
+    "unfold",
+    "upsample_nearest",
+]
