@@ -1,0 +1,106 @@
+"""conv_transpose: golden value, scatter reference, PyTorch, shape inverse and VJP properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnjax.functional import conv, conv_output_size, conv_transpose, conv_transpose_output_size
+from tests.functional import reference as ref
+
+
+def test_course_example_stride_two():
+    x = jnp.array([[1.0, 0.0], [2.0, 3.0]])[..., None]
+    w = jnp.array([[0.0, 1.0], [1.0, 0.0]])[..., None, None]
+    expected = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 2, 0, 3], [2, 0, 3, 0]]
+    np.testing.assert_array_equal(conv_transpose(x, w, stride=2)[..., 0], expected)
+
+
+@pytest.mark.parametrize(
+    "spatial, k, stride, padding, output_padding, dilation",
+    [
+        ((5,), (3,), (2,), (1,), (1,), (1,)),
+        ((4, 3), (3, 3), (2, 2), (1, 0), (1, 0), (1, 1)),
+        ((3, 4), (2, 3), (3, 1), (0, 2), (2, 0), (1, 2)),
+        ((2, 3, 2), (2, 2, 3), (2, 1, 2), (0, 0, 1), (0, 0, 1), (1, 1, 1)),
+    ],
+)
+def test_matches_scatter_reference(rng, spatial, k, stride, padding, output_padding, dilation):
+    x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
+    w = rng.normal(size=(*k, 3, 4)).astype(np.float32)
+    y = conv_transpose(x, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation)
+    expected = ref.conv_transpose_scatter(x, w, stride, padding, output_padding, dilation)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("stride, padding, output_padding, dilation, groups", [(2, 1, 1, 1, 1), (3, 0, 2, 1, 2), (2, 2, 1, 2, 4), (1, 2, 0, 1, 1)])
+def test_matches_torch(torch, rng, n, stride, padding, output_padding, dilation, groups):
+    spatial = {1: (7,), 2: (5, 4), 3: (3, 4, 3)}[n]
+    k = {1: (4,), 2: (3, 3), 3: (3, 2, 3)}[n]
+    x = rng.normal(size=(2, *spatial, 4))
+    w = rng.normal(size=(*k, 4, 8 // groups))
+    b = rng.normal(size=(8,))
+    expected = getattr(torch.nn.functional, f"conv_transpose{n}d")(
+        torch.tensor(ref.channels_first(x)), torch.tensor(ref.transpose_kernel_to_torch(w)), torch.tensor(b),
+        stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
+    )
+    y = conv_transpose(
+        x.astype(np.float32), w.astype(np.float32), b.astype(np.float32),
+        stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups,
+    )
+    np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-4, atol=1e-4)
+
+
+_geometry = st.tuples(
+    st.integers(1, 3),  # spatial dims
+    st.integers(4, 9),  # input size
+    st.integers(1, 4),  # kernel
+    st.integers(1, 3),  # stride
+    st.integers(0, 2),  # padding
+    st.integers(1, 2),  # dilation
+)
+
+
+def _setup(n, i, k, s, p, d):
+    size = (i,) * n
+    if d * (k - 1) + 1 > i + 2 * p:
+        return None
+    o = conv_output_size(size, k, s, p, d)
+    op = tuple((ii + 2 * p - d * (k - 1) - 1) % s for ii in size)
+    return size, o, op
+
+
+@given(_geometry)
+def test_conv_transpose_undoes_conv_shape(geom):
+    n, i, k, s, p, d = geom
+    setup = _setup(*geom)
+    if setup is None:
+        return
+    size, o, op = setup
+    assert conv_transpose_output_size(o, (k,) * n, s, p, op, d) == size
+    x = jnp.zeros((1, *o, 2))
+    y = conv_transpose(x, jnp.zeros((k,) * n + (2, 3)), stride=s, padding=p, output_padding=op, dilation=d)
+    assert y.shape == (1, *size, 3)
+
+
+@given(_geometry, st.integers(1, 2), st.integers(0, 2**31 - 1))
+def test_conv_transpose_is_the_vjp_of_conv(geom, groups, seed):
+    n, i, k, s, p, d = geom
+    setup = _setup(*geom)
+    if setup is None:
+        return
+    size, o, op = setup
+    rng = np.random.default_rng(seed)
+    cin, cout = 2 * groups, 3 * groups
+    x = jnp.asarray(rng.normal(size=(2, *size, cin)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k,) * n + (cin // groups, cout)), jnp.float32)
+    ct = jnp.asarray(rng.normal(size=(2, *o, cout)), jnp.float32)
+    _, vjp = jax.vjp(lambda a: conv(a, w, stride=s, padding=p, dilation=d, groups=groups), x)
+    # conv's kernel (*k, C_in/g, C_out) read as a transposed-conv kernel (*k, C_out, C_in/g):
+    wt = w.reshape(w.shape[:n] + (cin // groups, groups, cout // groups))
+    wt = jnp.moveaxis(wt, n, -1).reshape(w.shape[:n] + (cout, cin // groups))
+    y = conv_transpose(ct, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
+    np.testing.assert_allclose(y, vjp(ct)[0], rtol=1e-4, atol=1e-4)
