@@ -1,0 +1,152 @@
+"""Pooling: sliding_window_view references, PyTorch, indices and unpooling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.functional import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    avg_pool,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool,
+    max_pool,
+    max_pool_with_indices,
+    max_unpool,
+)
+from tests.functional import reference as ref
+
+GRID = [
+    # (spatial, window, stride, pads, dilation)
+    ((12,), (3,), (2,), [(1, 1)], (1,)),
+    ((9, 10), (2, 2), (2, 2), [(0, 0), (0, 0)], (1, 1)),
+    ((9, 10), (3, 2), (1, 2), [(1, 0), (1, 1)], (2, 1)),
+    ((6, 5, 7), (2, 3, 2), (2, 1, 3), [(1, 1), (0, 1), (0, 0)], (1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("spatial, window, stride, pads, dilation", GRID)
+def test_max_and_avg_pool_match_sliding_windows(rng, spatial, window, stride, pads, dilation):
+    x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
+    kw = dict(padding=pads, dilation=dilation)
+    np.testing.assert_array_equal(
+        max_pool(x, window, stride, **kw), ref.pool(x, window, stride, pads, dilation, np.max, -np.inf)
+    )
+    np.testing.assert_allclose(
+        avg_pool(x, window, stride, **kw), ref.pool(x, window, stride, pads, dilation, np.mean, 0.0), rtol=1e-5, atol=1e-6
+    )
+    counts = ref.pool(np.ones_like(x), window, stride, pads, dilation, np.sum, 0.0)
+    sums = ref.pool(x, window, stride, pads, dilation, np.sum, 0.0)
+    np.testing.assert_allclose(avg_pool(x, window, stride, count_include_pad=False, **kw), sums / counts, rtol=1e-5, atol=1e-6)
+    p = 3.0
+    lp = ref.pool(np.abs(x) ** p, window, stride, pads, dilation, np.sum, 0.0) ** (1 / p)
+    np.testing.assert_allclose(lp_pool(x, p, window, stride, **kw), lp, rtol=1e-5, atol=1e-6)
+
+
+def test_stride_defaults_to_window(rng):
+    x = rng.normal(size=(8, 8, 2)).astype(np.float32)
+    np.testing.assert_array_equal(max_pool(x, (2, 2)), max_pool(x, (2, 2), (2, 2)))
+    assert avg_pool(x, (4, 4)).shape == (2, 2, 2)
+
+
+def test_same_padding(rng):
+    x = rng.normal(size=(2, 7, 7, 3)).astype(np.float32)
+    assert max_pool(x, (3, 3), (2, 2), "SAME").shape == (2, 4, 4, 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("window, stride, padding, ceil_mode, count_include_pad", [
+    (3, 2, 1, True, True), (3, 2, 1, True, False), (2, 3, 0, True, True), (3, 3, 1, False, False), (2, 2, 1, True, False),
+])
+def test_max_avg_pool_match_torch(torch, rng, n, window, stride, padding, ceil_mode, count_include_pad):
+    spatial = {1: (11,), 2: (9, 8), 3: (7, 6, 5)}[n]
+    x = rng.normal(size=(2, *spatial, 3))
+    xt = torch.tensor(ref.channels_first(x))
+    F = torch.nn.functional
+    args = dict(spatial_dims=n, ceil_mode=ceil_mode)
+    y = max_pool(x.astype(np.float32), window, stride, padding, **args)
+    expected = getattr(F, f"max_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode)
+    np.testing.assert_array_equal(y, ref.channels_last(expected.numpy()).astype(np.float32))
+    y = avg_pool(x.astype(np.float32), window, stride, padding, count_include_pad=count_include_pad, **args)
+    expected = getattr(F, f"avg_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+    np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-5, atol=1e-6)
+    yi, idx = max_pool_with_indices(x.astype(np.float32), window, stride, padding, **args)
+    _, expected_idx = getattr(F, f"max_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(idx, ref.channels_last(expected_idx.numpy()))
+    np.testing.assert_array_equal(yi, y)
+
+
+def test_max_pool_dilation_matches_torch(torch, rng):
+    x = rng.normal(size=(2, 11, 10, 3))
+    y = max_pool(x.astype(np.float32), (3, 2), (2, 1), 1, dilation=(2, 3))
+    t = torch.nn.functional.max_pool2d(torch.tensor(ref.channels_first(x)), (3, 2), (2, 1), 1, dilation=(2, 3))
+    np.testing.assert_array_equal(y, ref.channels_last(t.numpy()).astype(np.float32))
+
+
+def test_lp_pool_matches_torch_for_nonnegative_input(torch, rng):
+    x = np.abs(rng.normal(size=(2, 9, 8, 3)))
+    for p in (1.0, 2.0, 3.5):
+        y = lp_pool(x.astype(np.float32), p, (3, 2), (2, 2), ceil_mode=True)
+        t = torch.nn.functional.lp_pool2d(torch.tensor(ref.channels_first(x)), p, (3, 2), (2, 2), ceil_mode=True)
+        np.testing.assert_allclose(y, ref.channels_last(t.numpy()), rtol=1e-5, atol=1e-6)
+
+
+def test_lp_pool_gradient_is_finite_on_zero_windows():
+    g = jax.grad(lambda x: lp_pool(x, 2.0, (2,)).sum())(jnp.zeros((4, 1)))
+    assert np.isfinite(g).all()
+
+
+@pytest.mark.parametrize("out", [(1, 1), (3, 4), (4, 3), (7, 8), (5, 5), (2, 9)])
+def test_adaptive_pools_match_torch(torch, rng, out):
+    x = rng.normal(size=(2, 7, 8, 3))
+    xt = torch.tensor(ref.channels_first(x))
+    y = adaptive_avg_pool(x.astype(np.float32), out)
+    np.testing.assert_allclose(y, ref.channels_last(torch.nn.functional.adaptive_avg_pool2d(xt, out).numpy()), rtol=1e-5, atol=1e-6)
+    y = adaptive_max_pool(x.astype(np.float32), out)
+    np.testing.assert_array_equal(y, ref.channels_last(torch.nn.functional.adaptive_max_pool2d(xt, out).numpy()).astype(np.float32))
+
+
+def test_adaptive_pool_bins_by_hand():
+    x = jnp.arange(10.0).reshape(10, 1)
+    # PyTorch's bins for 10 -> 4: [0,3), [2,5), [5,8), [7,10)
+    np.testing.assert_allclose(adaptive_avg_pool(x, (4,))[:, 0], [1.0, 3.0, 6.0, 8.0])
+    np.testing.assert_array_equal(adaptive_max_pool(x, (4,))[:, 0], [2.0, 4.0, 7.0, 9.0])
+    y = adaptive_avg_pool(jnp.ones((2, 6, 6, 5)), 1, spatial_dims=2)
+    np.testing.assert_array_equal(y, np.ones((2, 1, 1, 5)))
+
+
+def test_global_pools(rng):
+    x = rng.normal(size=(2, 3, 5, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(global_avg_pool(x, spatial_dims=3), x.mean(axis=(1, 2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(global_max_pool(x, spatial_dims=2), x.max(axis=(2, 3)))
+    assert global_avg_pool(x, spatial_dims=2, keepdims=True).shape == (2, 3, 1, 1, 4)
+
+
+def test_max_pool_with_indices_points_at_the_maxima(rng):
+    x = rng.normal(size=(2, 9, 7, 3)).astype(np.float32)
+    y, idx = max_pool_with_indices(x, (3, 3), (2, 2), 1)
+    flat = x.reshape(2, -1, 3)
+    picked = np.take_along_axis(flat, np.asarray(idx).reshape(2, -1, 3), axis=1).reshape(y.shape)
+    np.testing.assert_array_equal(picked, y)
+    np.testing.assert_array_equal(y, max_pool(x, (3, 3), (2, 2), 1))
+
+
+def test_max_unpool_inverts_on_the_maxima_and_matches_torch(torch, rng):
+    x = np.abs(rng.normal(size=(2, 8, 6, 3))) + 0.1  # positive, so re-pooling the zeros finds the maxima
+    y, idx = max_pool_with_indices(x.astype(np.float32), (2, 2))
+    up = max_unpool(y, idx, (8, 6))
+    assert up.shape == x.shape
+    np.testing.assert_array_equal(max_pool(up, (2, 2)), y)
+    t_y, t_idx = torch.nn.functional.max_pool2d(torch.tensor(ref.channels_first(x)), 2, return_indices=True)
+    expected = torch.nn.functional.max_unpool2d(t_y, t_idx, 2, output_size=(8, 6))
+    np.testing.assert_array_equal(up, ref.channels_last(expected.numpy()).astype(np.float32))
+
+
+def test_max_unpool_restores_odd_sizes(rng):
+    x = rng.normal(size=(9, 5, 2)).astype(np.float32)
+    y, idx = max_pool_with_indices(x, (2, 2))
+    up = max_unpool(y, idx, (9, 5))
+    assert up.shape == (9, 5, 2)
+    assert int((np.asarray(up) != 0).sum()) == y.size
