@@ -66,16 +66,16 @@ def test_max_avg_pool_match_torch(torch, rng, n, window, stride, padding, ceil_m
     xt = torch.tensor(ref.channels_first(x))
     F = torch.nn.functional
     args = dict(spatial_dims=n, ceil_mode=ceil_mode)
-    y = max_pool(x.astype(np.float32), window, stride, padding, **args)
+    y_max = max_pool(x.astype(np.float32), window, stride, padding, **args)
     expected = getattr(F, f"max_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode)
-    np.testing.assert_array_equal(y, ref.channels_last(expected.numpy()).astype(np.float32))
+    np.testing.assert_array_equal(y_max, ref.channels_last(expected.numpy()).astype(np.float32))
     y = avg_pool(x.astype(np.float32), window, stride, padding, count_include_pad=count_include_pad, **args)
     expected = getattr(F, f"avg_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
     np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-5, atol=1e-6)
     yi, idx = max_pool_with_indices(x.astype(np.float32), window, stride, padding, **args)
     _, expected_idx = getattr(F, f"max_pool{n}d")(xt, window, stride, padding, ceil_mode=ceil_mode, return_indices=True)
     np.testing.assert_array_equal(idx, ref.channels_last(expected_idx.numpy()))
-    np.testing.assert_array_equal(yi, y)
+    np.testing.assert_array_equal(yi, y_max)
 
 
 def test_max_pool_dilation_matches_torch(torch, rng):
