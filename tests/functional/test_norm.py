@@ -1,0 +1,164 @@
+"""Normalization: numpy formulas, PyTorch, explicit state, vmap/device-parallel batch norm."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.functional import (
+    batch_norm,
+    group_norm,
+    init_batch_norm_stats,
+    instance_norm,
+    layer_norm,
+    local_response_norm,
+)
+from tests.functional import reference as ref
+
+
+def _np_norm(x, axes, eps=1e-5):
+    x = x.astype(np.float64)
+    return (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+
+
+def test_batch_norm_training_uses_batch_stats_and_updates_running(rng):
+    x = rng.normal(2.0, 3.0, size=(4, 5, 6, 3)).astype(np.float32)
+    scale, bias = rng.normal(size=3).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    stats = {"mean": jnp.full(3, 0.5), "var": jnp.full(3, 2.0)}
+    y, new = batch_norm(x, scale, bias, stats, training=True, momentum=0.8, eps=1e-3)
+    np.testing.assert_allclose(y, _np_norm(x, (0, 1, 2), 1e-3) * scale + bias, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(new["mean"], 0.8 * 0.5 + 0.2 * x.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(new["var"], 0.8 * 2.0 + 0.2 * x.var(axis=(0, 1, 2)), rtol=1e-5)
+
+
+def test_batch_norm_eval_uses_running_stats_unchanged(rng):
+    x = rng.normal(size=(4, 7, 3)).astype(np.float32)
+    stats = {"mean": jnp.array([1.0, 2.0, 3.0]), "var": jnp.array([4.0, 1.0, 0.25])}
+    y, new = batch_norm(x, None, None, stats, training=False, eps=0.0)
+    np.testing.assert_allclose(y, (x - np.array([1, 2, 3])) / np.array([2, 1, 0.5]), rtol=1e-5, atol=1e-6)
+    assert new is stats
+
+
+def test_batch_norm_matches_torch_outputs_and_running_mean(torch, rng):
+    x = rng.normal(size=(6, 5, 4, 3))
+    bn = torch.nn.BatchNorm2d(3, momentum=0.1)
+    out = bn(torch.tensor(ref.channels_first(x)))
+    y, new = batch_norm(x.astype(np.float32), None, None, init_batch_norm_stats(3), training=True, momentum=0.9)
+    np.testing.assert_allclose(y, ref.channels_last(out.detach().numpy()), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(new["mean"], bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    # PyTorch stores the unbiased variance; the conversion is documented.
+    m = x.size // 3
+    np.testing.assert_allclose((new["var"] - 0.9) * m / (m - 1) + 0.9, bn.running_var.numpy(), rtol=1e-4)
+
+
+def test_batch_norm_under_vmap_with_axis_name_equals_full_batch(rng):
+    x = rng.normal(size=(8, 5, 5, 3)).astype(np.float32)
+    stats = init_batch_norm_stats(3)
+    full_y, full_stats = batch_norm(x, None, None, stats, training=True)
+    f = jax.vmap(lambda xi: batch_norm(xi, None, None, stats, training=True, axis_name="batch"), axis_name="batch")
+    y, new = f(x)
+    np.testing.assert_allclose(y, full_y, rtol=1e-5, atol=1e-5)
+    for k in ("mean", "var"):
+        np.testing.assert_allclose(new[k], np.broadcast_to(full_stats[k], (8, 3)), rtol=1e-5, atol=1e-6)
+    # Without axis_name, each vmapped example would be normalised on its own: visibly different.
+    alone, _ = jax.vmap(lambda xi: batch_norm(xi, None, None, stats, training=True))(x)
+    assert not np.allclose(alone, full_y, atol=1e-2)
+
+
+def test_batch_norm_across_devices_equals_one_device():
+    """Four forced CPU devices, batch sharded, statistics pmean'd: same as the unsharded batch."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, jax, jax.numpy as jnp
+        from jax.sharding import Mesh, PartitionSpec as P
+        from cnnjax.functional import batch_norm, init_batch_norm_stats
+        assert jax.device_count() == 4, jax.devices()
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 6, 3)), jnp.float32)
+        stats = init_batch_norm_stats(3)
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+        def f(xs):
+            return batch_norm(xs, None, None, stats, training=True, axis_name="data")
+        sharded = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P())))
+        y, new = sharded(x)
+        ref_y, ref_stats = batch_norm(x, None, None, stats, training=True)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(new["var"], ref_stats["var"], rtol=1e-5)
+        print("OK", len(y.sharding.device_set))
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK 4" in out.stdout
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_batch_norm_half_precision_keeps_float32_stats(rng, dtype):
+    x = jnp.asarray(rng.normal(100.0, 1.0, size=(64, 8, 4)), dtype)  # large mean: E[x^2]-E[x]^2 in half would fail
+    y, new = batch_norm(x, None, None, init_batch_norm_stats(4), training=True, momentum=0.0)
+    assert y.dtype == dtype and new["var"].dtype == jnp.float32
+    xf = np.asarray(x, np.float64)
+    np.testing.assert_allclose(new["var"], xf.var(axis=(0, 1)), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(y, np.float32), _np_norm(xf, (0, 1)), atol=0.05)
+
+
+def test_layer_norm_over_channels_and_over_chw(rng):
+    x = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(layer_norm(x), _np_norm(x, -1), rtol=1e-4, atol=1e-5)
+    s = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(layer_norm(x, s, None, axis=(1, 2, 3)), _np_norm(x, (1, 2, 3)) * s, rtol=1e-4, atol=1e-5)
+
+
+def test_group_and_instance_norm_match_torch(torch, rng):
+    x = rng.normal(size=(2, 5, 4, 6))
+    scale, bias = rng.normal(size=6), rng.normal(size=6)
+    xt = torch.tensor(ref.channels_first(x))
+    F = torch.nn.functional
+    for groups in (1, 2, 3, 6):
+        y = group_norm(x.astype(np.float32), groups, scale, bias, spatial_dims=2)
+        expected = F.group_norm(xt, groups, torch.tensor(scale), torch.tensor(bias))
+        np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-4, atol=1e-4)
+    y = instance_norm(x.astype(np.float32), scale, bias, spatial_dims=2)
+    expected = F.instance_norm(xt, weight=torch.tensor(scale), bias=torch.tensor(bias))
+    np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-4, atol=1e-4)
+    y = layer_norm(x.astype(np.float32), axis=(1, 2, 3))
+    expected = F.layer_norm(xt.permute(0, 2, 3, 1), (5, 4, 6))
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_extremes_are_layer_and_instance_norm(rng):
+    x = rng.normal(size=(3, 4, 5, 8)).astype(np.float32)
+    np.testing.assert_allclose(group_norm(x, 1, spatial_dims=2), layer_norm(x, axis=(1, 2, 3)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(group_norm(x, 8, spatial_dims=2), instance_norm(x, spatial_dims=2), rtol=1e-4, atol=1e-5)
+    # A batch-free call normalises the one example the same way.
+    np.testing.assert_allclose(group_norm(x[1], 2, spatial_dims=2), group_norm(x, 2, spatial_dims=2)[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_local_response_norm_matches_formula_and_torch(torch, rng, size):
+    x = rng.normal(size=(2, 4, 3, 7))
+    y = local_response_norm(x.astype(np.float32), size, alpha=1e-2, beta=0.75, k=2.0)
+    sq = np.pad(x**2, [(0, 0)] * 3 + [(size // 2, (size - 1) // 2)])
+    sums = sum(sq[..., i : i + 7] for i in range(size))
+    np.testing.assert_allclose(y, x / (2.0 + 1e-2 / size * sums) ** 0.75, rtol=1e-5, atol=1e-6)
+    expected = torch.nn.functional.local_response_norm(torch.tensor(ref.channels_first(x)), size, alpha=1e-2, beta=0.75, k=2.0)
+    np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-5, atol=1e-6)
+
+
+def test_norm_errors_name_the_argument():
+    x = jnp.ones((2, 4, 4, 6))
+    with pytest.raises(ValueError, match=r"group_norm: num_groups must be a positive divisor of C=6, got num_groups=4"):
+        group_norm(x, 4, spatial_dims=2)
+    with pytest.raises(ValueError, match=r"batch_norm: scale must have shape \(6,\), got scale.shape=\(3,\)"):
+        batch_norm(x, jnp.ones(3), None, init_batch_norm_stats(6), training=True)
+    with pytest.raises(TypeError, match=r"batch_norm: stats must be a dict with keys 'mean' and 'var'"):
+        batch_norm(x, None, None, {"mean": jnp.zeros(6)}, training=True)
+    with pytest.raises(TypeError, match=r"instance_norm: x must be a floating-point array, got dtype int32"):
+        instance_norm(jnp.ones((4, 4, 2), jnp.int32), spatial_dims=2)
+    with pytest.raises(ValueError, match=r"layer_norm: axis=5 is out of range"):
+        layer_norm(x, axis=5)
