@@ -165,6 +165,41 @@ def check_window_fits(
             )
 
 
+def window_geometry(
+    x: Any,
+    window: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    fn: str,
+    *,
+    spatial_dims: int | None = None,
+    window_name: str = "window",
+    what: str = "window",
+) -> tuple[int, tuple[int, ...], tuple[int, ...], list[tuple[int, int]], tuple[int, ...]]:
+    """Validate a sliding-window op's arguments: ``(n, window, strides, pads, dilation)``.
+
+    ``stride=None`` means the window itself (pooling's default).
+    """
+    n = spatial_rank(
+        fn, (window_name, window), ("stride", stride), ("padding", padding), ("dilation", dilation),
+        spatial_dims=spatial_dims,
+    )
+    check_input(x, n, fn)
+    k = as_tuple(window, n, window_name, fn, minimum=1)
+    s = k if stride is None else as_tuple(stride, n, "stride", fn, minimum=1)
+    d = as_tuple(dilation, n, "dilation", fn, minimum=1)
+    in_size = tuple(x.shape[-n - 1 : -1])
+    pads = resolve_padding(padding, in_size, k, s, d, fn)
+    check_window_fits(in_size, pads, k, d, fn, what=what)
+    return n, k, s, pads, d
+
+
+def accumulation_dtype(dtype: Any) -> Any:
+    """The dtype sums and products accumulate in: float32 for bfloat16/float16, else ``dtype`` itself."""
+    return np.dtype(np.float32) if str(np.dtype(dtype)) in ("bfloat16", "float16") else np.dtype(dtype)
+
+
 def out_size(i: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
     """floor((i + lo + hi - d(k-1) - 1) / s) + 1."""
     return (i + lo + hi - d * (k - 1) - 1) // s + 1

@@ -15,9 +15,6 @@ from jax import lax
 from cnnjax.functional import _args
 from cnnjax.functional.padding import pad_spatial
 
-_LOW_PRECISION = (jnp.bfloat16, jnp.float16)
-
-
 def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
     """lax layout for ``(N, *spatial, C)`` inputs/outputs and ``(*k, I, O)`` kernels, any ``n``."""
     io = (0, n + 1, *range(1, n + 1))
@@ -28,11 +25,6 @@ def flatten_batch(x: jnp.ndarray, n: int) -> tuple[jnp.ndarray, tuple[int, ...]]
     """``(*batch, *spatial, C) -> (N, *spatial, C)`` and the batch shape to restore later."""
     batch = tuple(x.shape[: x.ndim - n - 1])
     return x.reshape((-1,) + tuple(x.shape[x.ndim - n - 1 :])), batch
-
-
-def accumulation_dtype(dtype: Any) -> Any:
-    """Half-precision inputs accumulate in float32; everything else in its own dtype."""
-    return jnp.float32 if jnp.dtype(dtype) in map(jnp.dtype, _LOW_PRECISION) else None
 
 
 def _check_kernel(w: Any, fn: str) -> int:
@@ -49,13 +41,15 @@ def _check_bias(b: Any, c_out: int, fn: str) -> None:
         raise ValueError(f"{fn}: b must have shape (C_out,) = ({c_out},), got b.shape={tuple(b.shape)}")
 
 
-def _check_groups(groups: Any, c_in: int, c_out: int, fn: str, c_in_name: str = "C_in") -> None:
+def _check_groups_type(groups: Any, fn: str) -> None:
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{fn}: groups must be a positive int, got groups={groups!r}")
+
+
+def _check_groups(groups: Any, c_in: int, c_out: int, fn: str) -> None:
+    _check_groups_type(groups, fn)
     if c_in % groups or c_out % groups:
-        raise ValueError(
-            f"{fn}: groups={groups} must divide both {c_in_name}={c_in} and C_out={c_out}"
-        )
+        raise ValueError(f"{fn}: groups={groups} must divide both C_in={c_in} and C_out={c_out}")
 
 
 def _finish(y: jnp.ndarray, b: Any, dtype: Any, batch: tuple[int, ...]) -> jnp.ndarray:
@@ -177,7 +171,7 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         dimension_numbers=dimension_numbers(n),
         feature_group_count=groups,
         precision=precision,
-        preferred_element_type=accumulation_dtype(dtype),
+        preferred_element_type=_args.accumulation_dtype(dtype),
     )
     return _finish(y, b, dtype, batch)
 
@@ -233,7 +227,8 @@ def conv_transpose(
             f"{fn}: channel mismatch: x has C_in={c_in} channels but w.shape={tuple(w.shape)} is "
             f"(*k, C_in, C_out // groups) with C_in={w.shape[-2]}"
         )
-    c_out = w.shape[-1] * groups if isinstance(groups, int) else w.shape[-1]
+    _check_groups_type(groups, fn)
+    c_out = w.shape[-1] * groups
     _check_groups(groups, c_in, c_out, fn)
     _check_bias(b, c_out, fn)
     strides = _args.as_tuple(stride, n, "stride", fn, minimum=1)
@@ -269,7 +264,7 @@ def conv_transpose(
         dimension_numbers=dimension_numbers(n),
         feature_group_count=g,
         precision=precision,
-        preferred_element_type=accumulation_dtype(dtype),
+        preferred_element_type=_args.accumulation_dtype(dtype),
     )
     return _finish(y, b, dtype, batch)
 

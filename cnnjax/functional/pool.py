@@ -14,30 +14,20 @@ import numpy as np
 from jax import lax
 
 from cnnjax.functional import _args
-from cnnjax.functional.conv import accumulation_dtype
 from cnnjax.functional.unfold import patches
 
 
 
 def _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims):
     """Validated ``(n, window, strides, pads, dilation)``; ceil_mode's extra is in the high pads."""
-    n = _args.spatial_rank(
-        fn, ("window", window), ("stride", stride), ("padding", padding), ("dilation", dilation),
-        spatial_dims=spatial_dims,
-    )
-    _args.check_input(x, n, fn)
-    k = _args.as_tuple(window, n, "window", fn, minimum=1)
-    s = k if stride is None else _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    d = _args.as_tuple(dilation, n, "dilation", fn, minimum=1)
+    n, k, s, pads, d = _args.window_geometry(x, window, stride, padding, dilation, fn, spatial_dims=spatial_dims)
     in_size = tuple(x.shape[-n - 1 : -1])
-    pads = _args.resolve_padding(padding, in_size, k, s, d, fn)
     for dim, ((lo, hi), kk, dd) in enumerate(zip(pads, k, d)):
         if max(lo, hi) > (dd * (kk - 1) + 1) // 2:
             raise ValueError(
                 f"{fn}: padding must be at most half the effective window in every dim, got padding "
                 f"{(lo, hi)} for window {kk} (dilation {dd}) in spatial dim {dim}"
             )
-    _args.check_window_fits(in_size, pads, k, d, fn, what="window")
     if ceil_mode:
         new = []
         for i, (lo, hi), kk, ss, dd in zip(in_size, pads, k, s, d):
@@ -92,7 +82,7 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
 
 
 def _window_sum(x, n, k, s, pads, d):
-    acc = accumulation_dtype(x.dtype) or x.dtype
+    acc = _args.accumulation_dtype(x.dtype)
     return _reduce(x.astype(acc), jnp.array(0, acc), lax.add, n, k, s, pads, d)
 
 
@@ -183,7 +173,7 @@ def global_avg_pool(x, *, spatial_dims: int, keepdims: bool = False):
     """
     x = jnp.asarray(x)
     axes = _spatial_axes(x, spatial_dims, "global_avg_pool")
-    acc = accumulation_dtype(x.dtype) or x.dtype
+    acc = _args.accumulation_dtype(x.dtype)
     return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(x.dtype)
 
 
@@ -238,7 +228,7 @@ def adaptive_avg_pool(x, output_size, *, spatial_dims=None):
       (2, 7, 7, 4)
     """
     def mean(g, valid, axis):
-        acc = accumulation_dtype(g.dtype) or g.dtype
+        acc = _args.accumulation_dtype(g.dtype)
         total = jnp.sum(jnp.where(valid, g.astype(acc), 0), axis=axis)
         return (total / valid.sum(axis=axis)).astype(g.dtype)
 

@@ -13,22 +13,6 @@ from cnnjax.functional import _args
 from cnnjax.functional.padding import pad_spatial
 
 
-def window_geometry(x, window, stride, padding, dilation, fn, *, padding_mode="zeros", spatial_dims=None):
-    """Validate a sliding-window op's arguments; return ``(n, window, strides, pads, dilation)``."""
-    n = _args.spatial_rank(
-        fn, ("kernel_size", window), ("stride", stride), ("dilation", dilation), spatial_dims=spatial_dims
-    )
-    _args.check_input(x, n, fn)
-    k = _args.as_tuple(window, n, "kernel_size", fn, minimum=1)
-    s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    d = _args.as_tuple(dilation, n, "dilation", fn, minimum=1)
-    _args.check_padding_mode(padding_mode, fn)
-    in_size = tuple(x.shape[-n - 1 : -1])
-    pads = _args.resolve_padding(padding, in_size, k, s, d, fn)
-    _args.check_window_fits(in_size, pads, k, d, fn)
-    return n, k, s, pads, d
-
-
 def patches(
     x: jnp.ndarray,
     window: Sequence[int],
@@ -86,8 +70,9 @@ def unfold(
       >>> unfold(jnp.ones((2, 6, 6, 3)), (3, 3), stride=3).shape
       (2, 2, 2, 27)
     """
-    n, k, s, pads, d = window_geometry(
-        x, kernel_size, stride, padding, dilation, "unfold", padding_mode=padding_mode, spatial_dims=spatial_dims
+    _args.check_padding_mode(padding_mode, "unfold")
+    n, k, s, pads, d = _args.window_geometry(
+        x, kernel_size, stride, padding, dilation, "unfold", spatial_dims=spatial_dims, window_name="kernel_size", what="kernel"
     )
     p = patches(jnp.asarray(x), k, s, pads, d, padding_mode=padding_mode)
     return p.reshape(p.shape[:-2] + (p.shape[-2] * p.shape[-1],))

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax.functional import _args
-from cnnjax.functional.conv import accumulation_dtype
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic")
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) Keys cubic coefficient
@@ -116,7 +115,7 @@ def resize(x, size, method: str = "nearest", align_corners: bool = False):
     if method != "nearest":
         _args.check_float(x, fn)
     dtype = x.dtype
-    acc = accumulation_dtype(dtype) or dtype
+    acc = _args.accumulation_dtype(dtype)
     x = x.astype(acc)
     for dim, out in enumerate(size):
         axis = x.ndim - n - 1 + dim
