@@ -1,0 +1,145 @@
+"""The course's small networks: SimpleCNN, LargeNet, LeNet-5, and the MNIST-1D models."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from cnnjax import nn
+from cnnjax.models.base import Model, run_stages
+from cnnjax.models.registry import register
+
+
+def _conv_relu_pool(cin, cout, k, pad, rngs, pool=True):
+    layers = [nn.Conv(cin, cout, (k, k), padding=pad, rngs=rngs), jax.nn.relu]
+    return nnx.Sequential(*layers, nn.MaxPool((2, 2))) if pool else nnx.Sequential(*layers)
+
+
+class ConvMLP(Model):
+    """Conv stages, flatten, then a ReLU MLP: the shape of SimpleCNN, LargeNet and LeNet-5.
+
+    ``features``: each conv stage (``conv1``, ``conv2``...), ``pre_logits`` (the last hidden layer).
+    """
+
+    def __init__(self, convs: list[nnx.Module], flat: int, hidden: tuple[int, ...], num_classes: int,
+                 spatial_dims: int, rngs: nnx.Rngs):
+        self.stage_names = tuple(f"conv{i + 1}" for i in range(len(convs)))
+        for name, layer in zip(self.stage_names, convs):
+            setattr(self, name, layer)
+        self.flatten = nn.Flatten(spatial_dims + 1)
+        sizes = (flat, *hidden)
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+
+    def forward(self, x):
+        features = {}
+        x = self.flatten(run_stages(self, x, self.stage_names, features))
+        for layer in self.hidden:
+            x = jax.nn.relu(layer(x))
+        features["pre_logits"] = x
+        return self.head(x), features
+
+
+@register()
+def simple_cnn(*, num_classes: int = 10, in_channels: int = 1, rngs: nnx.Rngs) -> ConvMLP:
+    """The lecture's SimpleCNN (106,154 params), 28x28 input.
+
+    conv 1->6 3x3 pad 1, ReLU, 2x2 max pool; conv 6->16 3x3 pad 1, ReLU, pool; fc 784->120->84->classes.
+    """
+    convs = [_conv_relu_pool(in_channels, 6, 3, 1, rngs), _conv_relu_pool(6, 16, 3, 1, rngs)]
+    return ConvMLP(convs, 16 * 7 * 7, (120, 84), num_classes, 2, rngs)
+
+
+@register()
+def large_net(*, num_classes: int = 10, in_channels: int = 3, rngs: nnx.Rngs) -> ConvMLP:
+    """LargeNet (10,002 params), 32x32 input: conv 3->5 5x5, pool, conv 5->10 5x5, pool, fc 250->32->classes."""
+    convs = [_conv_relu_pool(in_channels, 5, 5, 0, rngs), _conv_relu_pool(5, 10, 5, 0, rngs)]
+    return ConvMLP(convs, 10 * 5 * 5, (32,), num_classes, 2, rngs)
+
+
+@register()
+def lenet5(*, num_classes: int = 10, in_channels: int = 1, rngs: nnx.Rngs) -> ConvMLP:
+    """LeNet-5 in its modern form (61,706 params), 32x32 input: ReLU and max pooling.
+
+    conv 6 5x5, pool, conv 16 5x5, pool, fc 400->120->84->classes.
+    """
+    convs = [_conv_relu_pool(in_channels, 6, 5, 0, rngs), _conv_relu_pool(6, 16, 5, 0, rngs)]
+    return ConvMLP(convs, 16 * 5 * 5, (120, 84), num_classes, 2, rngs)
+
+
+class Conv1dNet(Model):
+    """A stack of 1-D conv + ReLU layers, flattened into one linear head (the MNIST-1D CNNs).
+
+    Input ``(*batch, length, C)``; ``features``: ``conv1``... and ``pre_logits`` (flattened).
+    """
+
+    def __init__(self, layers: list[tuple[int, int, int, int, int]], length: int, num_classes: int, rngs: nnx.Rngs):
+        self.stage_names = tuple(f"conv{i + 1}" for i in range(len(layers)))
+        for name, (cin, cout, k, s, p) in zip(self.stage_names, layers):
+            setattr(self, name, nnx.Sequential(nn.Conv(cin, cout, (k,), stride=s, padding=p, rngs=rngs), jax.nn.relu))
+            length = (length + 2 * p - k) // s + 1
+        self.flatten = nn.Flatten(2)
+        self.head = nnx.Linear(length * layers[-1][1], num_classes, rngs=rngs)
+
+    def forward(self, x):
+        features = {}
+        x = self.flatten(run_stages(self, x, self.stage_names, features))
+        features["pre_logits"] = x
+        return self.head(x), features
+
+
+@register()
+def mnist1d_cnn(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, rngs: nnx.Rngs) -> Conv1dNet:
+    """The lecture's 2,050-parameter MNIST-1D CNN: three Conv1d(15, k3, s2, no padding) + ReLU, fc 60->10."""
+    layers = [(in_channels, 15, 3, 2, 0), (15, 15, 3, 2, 0), (15, 15, 3, 2, 0)]
+    return Conv1dNet(layers, length, num_classes, rngs)
+
+
+@register()
+def mnist1d_convbase(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, rngs: nnx.Rngs) -> Conv1dNet:
+    """Greydanus' MNIST-1D ConvBase (5,210 params): Conv1d 1->25 k5 s2 p1, 25->25 k3 s2 p1 twice, fc 125->10."""
+    layers = [(in_channels, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
+    return Conv1dNet(layers, length, num_classes, rngs)
+
+
+class MLP(Model):
+    """The MNIST-1D MLP baseline: 40->100->100->classes, the second hidden layer residual.
+
+    ``h1 = relu(W1 x)``, ``h2 = relu(W2 h1) + h1``, ``logits = W3 h2``. Input ``(*batch, length, C)`` or ``(*batch, length)``.
+    """
+
+    def __init__(self, in_features: int, hidden: int, num_classes: int, rngs: nnx.Rngs):
+        self.in_features = in_features
+        self.fc1 = nnx.Linear(in_features, hidden, rngs=rngs)
+        self.fc2 = nnx.Linear(hidden, hidden, rngs=rngs)
+        self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def forward(self, x):
+        x = x.reshape(x.shape[: x.ndim - 2] + (-1,)) if x.shape[-1] != self.in_features else x
+        h1 = jax.nn.relu(self.fc1(x))
+        h2 = jax.nn.relu(self.fc2(h1)) + h1
+        return self.head(h2), {"fc1": h1, "pre_logits": h2}
+
+
+class Logistic(Model):
+    """Multinomial logistic regression on the flattened input (the MNIST-1D linear baseline)."""
+
+    def __init__(self, in_features: int, num_classes: int, rngs: nnx.Rngs):
+        self.in_features = in_features
+        self.head = nnx.Linear(in_features, num_classes, rngs=rngs)
+
+    def forward(self, x):
+        x = x.reshape(x.shape[: x.ndim - 2] + (-1,)) if x.shape[-1] != self.in_features else x
+        return self.head(x), {"pre_logits": x}
+
+
+@register()
+def mlp(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, hidden: int = 100, rngs: nnx.Rngs) -> MLP:
+    """MNIST-1D MLP baseline (15,210 params at the defaults)."""
+    return MLP(length * in_channels, hidden, num_classes, rngs)
+
+
+@register()
+def logistic(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, rngs: nnx.Rngs) -> Logistic:
+    """MNIST-1D logistic-regression baseline (410 params at the defaults)."""
+    return Logistic(length * in_channels, num_classes, rngs)

@@ -1,0 +1,33 @@
+"""Flax NNX modules: thin wrappers that own parameters and call :mod:`cnnjax.functional`.
+
+Containers come from Flax: use ``nnx.Sequential`` (it forwards ``train()``/``eval()``).
+"""
+
+from flax.nnx import Linear, Sequential
+
+from cnnjax.nn.conv import Conv, ConvTranspose, default_bias_init, default_kernel_init
+from cnnjax.nn.misc import Dropout, Flatten, PixelShuffle, Upsample
+from cnnjax.nn.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm
+from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
+
+__all__ = [
+    "AdaptiveAvgPool",
+    "AvgPool",
+    "BatchNorm",
+    "Conv",
+    "ConvTranspose",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool",
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "Linear",
+    "LocalResponseNorm",
+    "MaxPool",
+    "PixelShuffle",
+    "Sequential",
+    "Upsample",
+    "default_bias_init",
+    "default_kernel_init",
+]

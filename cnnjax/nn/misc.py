@@ -1,0 +1,101 @@
+"""Upsample, PixelShuffle, Dropout and Flatten modules."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+from flax import nnx
+
+from cnnjax import functional as F
+from cnnjax.functional import _args
+
+
+class Upsample(nnx.Module):
+    """Upsample by integer ``scale`` (or to ``size``) with "nearest", "bilinear" or "bicubic".
+
+    ``(*batch, *spatial, C) -> (*batch, *(spatial * scale), C)``; matches ``torch.nn.Upsample``.
+
+    Example:
+      >>> Upsample((2, 2), method="bilinear")(jnp.ones((1, 4, 4, 3))).shape
+      (1, 8, 8, 3)
+    """
+
+    def __init__(self, scale: int | Sequence[int] | None = None, *, size: Sequence[int] | None = None,
+                 method: str = "nearest", align_corners: bool = False, spatial_dims: int | None = None):
+        if (scale is None) == (size is None):
+            raise ValueError("Upsample: give exactly one of scale and size")
+        self.scale, self.size, self.method = scale, size, method
+        self.align_corners, self.spatial_dims = align_corners, spatial_dims
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.size is not None:
+            return F.resize(x, self.size, self.method, self.align_corners)
+        if self.method == "nearest":
+            return F.upsample_nearest(x, self.scale, spatial_dims=self.spatial_dims)
+        n = _args.spatial_rank("Upsample", ("scale", self.scale), spatial_dims=self.spatial_dims)
+        scale = _args.as_tuple(self.scale, n, "scale", "Upsample", minimum=1)
+        size = tuple(s * f for s, f in zip(x.shape[-n - 1 : -1], scale))
+        return F.resize(x, size, self.method, self.align_corners)
+
+
+class PixelShuffle(nnx.Module):
+    """Depth-to-space by ``factor`` with PyTorch's channel order; see :func:`cnnjax.functional.pixel_shuffle`.
+
+    Example:
+      >>> PixelShuffle((2, 2))(jnp.ones((1, 4, 4, 12))).shape
+      (1, 8, 8, 3)
+    """
+
+    def __init__(self, factor: int | Sequence[int], *, spatial_dims: int | None = None):
+        self.factor, self.spatial_dims = factor, spatial_dims
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return F.pixel_shuffle(x, self.factor, spatial_dims=self.spatial_dims)
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout; active in ``model.train()``, the identity after ``model.eval()``.
+
+    ``broadcast_dims=(-3, -2)`` on ``(N, H, W, C)`` drops whole channels (PyTorch's ``Dropout2d``).
+    Masks come from the ``dropout`` stream of ``rngs`` (its ``default`` stream when it has none).
+
+    Example:
+      >>> drop = Dropout(0.5, rngs=nnx.Rngs(0))
+      >>> drop.eval(); bool((drop(jnp.ones(4)) == 1).all())
+      True
+    """
+
+    def __init__(self, rate: float, *, broadcast_dims: Sequence[int] = (), deterministic: bool = False,
+                 rngs: nnx.Rngs | None = None):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1], got rate={rate!r}")
+        self.rate, self.broadcast_dims, self.deterministic = rate, tuple(broadcast_dims), deterministic
+        self.rngs = rngs.dropout.fork() if rngs is not None else None
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        if key is None:
+            if self.rngs is None:
+                raise ValueError("Dropout: in training mode it needs rngs=nnx.Rngs(...) at construction or key= at call")
+            key = self.rngs()
+        return F.dropout(x, self.rate, key, broadcast_dims=self.broadcast_dims)
+
+
+class Flatten(nnx.Module):
+    """Flatten the last ``num_dims`` axes (spatial dims and channels). ``(*batch, *spatial, C) -> (*batch, prod)``.
+
+    Example:
+      >>> Flatten(3)(jnp.ones((8, 4, 4, 16))).shape
+      (8, 256)
+    """
+
+    def __init__(self, num_dims: int):
+        self.num_dims = num_dims
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim < self.num_dims:
+            raise ValueError(f"Flatten: x has {x.ndim} dims, fewer than num_dims={self.num_dims}: x.shape={x.shape}")
+        return x.reshape(x.shape[: x.ndim - self.num_dims] + (-1,))
+
