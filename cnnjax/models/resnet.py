@@ -1,0 +1,205 @@
+"""ResNet (He et al. 2016) and ResNeXt, laid out exactly like torchvision, plus the CIFAR ResNets.
+
+Attribute names mirror torchvision's module names (``conv1``, ``bn1``, ``layer1[0].downsample``,
+``fc``), so PyTorch state dicts map onto them one to one (:func:`load_torch_state_dict`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cnnjax import functional as F
+from cnnjax import nn
+from cnnjax.models.base import Model
+from cnnjax.models.registry import register
+
+
+def conv3x3(cin, cout, rngs, stride=1, groups=1, padding_mode="zeros"):
+    return nn.Conv(cin, cout, (3, 3), stride=stride, padding=1, groups=groups, use_bias=False,
+                   padding_mode=padding_mode, rngs=rngs)
+
+
+def conv1x1(cin, cout, rngs, stride=1):
+    return nn.Conv(cin, cout, (1, 1), stride=stride, use_bias=False, rngs=rngs)
+
+
+class BasicBlock(nnx.Module):
+    """Two 3x3 convs with a residual connection (ResNet-18/34, CIFAR ResNets)."""
+
+    expansion = 1
+
+    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros"):
+        self.conv1 = conv3x3(cin, planes, rngs, stride, padding_mode=padding_mode)
+        self.bn1 = nn.BatchNorm(planes)
+        self.conv2 = conv3x3(planes, planes, rngs, padding_mode=padding_mode)
+        self.bn2 = nn.BatchNorm(planes)
+        self.downsample = downsample
+
+    def __call__(self, x):
+        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return jax.nn.relu(out + identity)
+
+
+class Bottleneck(nnx.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt, strided: torchvision's v1.5), 1x1 expand, residual."""
+
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros"):
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(cin, width, rngs)
+        self.bn1 = nn.BatchNorm(width)
+        self.conv2 = conv3x3(width, width, rngs, stride, groups, padding_mode=padding_mode)
+        self.bn2 = nn.BatchNorm(width)
+        self.conv3 = conv1x1(width, planes * self.expansion, rngs)
+        self.bn3 = nn.BatchNorm(planes * self.expansion)
+        self.downsample = downsample
+
+    def __call__(self, x):
+        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out = jax.nn.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return jax.nn.relu(out + identity)
+
+
+class ResNet(Model):
+    """ImageNet ResNet/ResNeXt, torchvision's layout. Input ``(*batch, H, W, C)``, e.g. 224x224.
+
+    ``features``: ``stem`` (after the max pool), ``layer1``..``layer4``, ``pre_logits`` (pooled).
+    """
+
+    head_path = ("fc",)
+
+    def __init__(self, block, layers: Sequence[int], num_classes: int, in_channels: int, rngs: nnx.Rngs, *,
+                 groups: int = 1, width_per_group: int = 64, zero_init_residual: bool = False):
+        self.inplanes = 64
+        self.conv1 = nn.Conv(in_channels, 64, (7, 7), stride=2, padding=3, use_bias=False, rngs=rngs)
+        self.bn1 = nn.BatchNorm(64)
+        self.maxpool = nn.MaxPool((3, 3), 2, 1)
+        kw = dict(groups=groups, base_width=width_per_group)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1, rngs, kw)
+        self.layer2 = self._make_layer(block, 128, layers[1], 2, rngs, kw)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2, rngs, kw)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2, rngs, kw)
+        self.fc = nnx.Linear(512 * block.expansion, num_classes, rngs=rngs)
+        if zero_init_residual:  # each residual branch starts as the identity (Goyal et al. 2017)
+            for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+                for b in stage:
+                    last = b.bn3 if isinstance(b, Bottleneck) else b.bn2
+                    last.scale[...] = jnp.zeros_like(last.scale[...])
+
+    def _make_layer(self, block, planes, blocks, stride, rngs, kw):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nnx.Sequential(conv1x1(self.inplanes, planes * block.expansion, rngs, stride),
+                                        nn.BatchNorm(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, rngs, **kw)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, 1, None, rngs, **kw) for _ in range(1, blocks)]
+        return nnx.List(layers)
+
+    def forward(self, x):
+        features = {}
+        x = self.maxpool(jax.nn.relu(self.bn1(self.conv1(x))))
+        features["stem"] = x
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            for b in getattr(self, name):
+                x = b(x)
+            features[name] = x
+        x = F.global_avg_pool(x, spatial_dims=2)
+        features["pre_logits"] = x
+        return self.fc(x), features
+
+
+_IMAGENET = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2), {}),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), {}),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), {}),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), {}),
+    "resnet152": (Bottleneck, (3, 8, 36, 3), {}),
+    "resnext50_32x4d": (Bottleneck, (3, 4, 6, 3), {"groups": 32, "width_per_group": 4}),
+}
+
+
+def _imagenet_builder(name):
+    block, layers, extra = _IMAGENET[name]
+
+    def build(*, num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False, rngs: nnx.Rngs):
+        return ResNet(block, layers, num_classes, in_channels, rngs, zero_init_residual=zero_init_residual, **extra)
+
+    build.__doc__ = f"{name}: torchvision's architecture ({block.__name__} blocks {layers}{', ' + str(extra) if extra else ''})."
+    return build
+
+
+for _name in _IMAGENET:
+    register(_name)(_imagenet_builder(_name))
+
+
+class ShortcutA(nnx.Module):
+    """He et al.'s CIFAR option A: subsample by 2 and zero-pad the new channels (no parameters)."""
+
+    def __init__(self, extra_channels: int):
+        self.extra = extra_channels
+
+    def __call__(self, x):
+        x = x[..., ::2, ::2, :]
+        pad = [(0, 0)] * (x.ndim - 1) + [(self.extra // 2, self.extra - self.extra // 2)]
+        return jnp.pad(x, pad)
+
+
+class CifarResNet(Model):
+    """He et al.'s CIFAR ResNet (depth 6n+2): 3x3 stem, three stages of 16/32/64 channels, global pool, fc.
+
+    Option-A (parameter-free) shortcuts, as in the paper: resnet20 has 269,722 params.
+    ``features``: ``stem``, ``layer1``..``layer3``, ``pre_logits``.
+    """
+
+    head_path = ("fc",)
+
+    def __init__(self, depth: int, num_classes: int, in_channels: int, rngs: nnx.Rngs, *, padding_mode: str = "zeros"):
+        if (depth - 2) % 6:
+            raise ValueError(f"CifarResNet: depth must be 6n+2 (20, 32, 44, 56, 110...), got depth={depth}")
+        n = (depth - 2) // 6
+        self.conv1 = conv3x3(in_channels, 16, rngs, padding_mode=padding_mode)
+        self.bn1 = nn.BatchNorm(16)
+        cin, stages = 16, []
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                s = stride if i == 0 else 1
+                shortcut = ShortcutA(planes - cin) if (s != 1 or cin != planes) else None
+                blocks.append(BasicBlock(cin, planes, s, shortcut, rngs, padding_mode=padding_mode))
+                cin = planes
+            stages.append(nnx.List(blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nnx.Linear(64, num_classes, rngs=rngs)
+
+    def forward(self, x):
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
+        features = {"stem": x}
+        for name in ("layer1", "layer2", "layer3"):
+            for b in getattr(self, name):
+                x = b(x)
+            features[name] = x
+        x = F.global_avg_pool(x, spatial_dims=2)
+        features["pre_logits"] = x
+        return self.fc(x), features
+
+
+def _cifar_builder(depth):
+    def build(*, num_classes: int = 10, in_channels: int = 3, padding_mode: str = "zeros", rngs: nnx.Rngs):
+        return CifarResNet(depth, num_classes, in_channels, rngs, padding_mode=padding_mode)
+
+    build.__doc__ = f"resnet{depth} for 32x32 inputs (He et al. 2016, Sec. 4.2), option-A shortcuts."
+    return build
+
+
+for _depth in (20, 32, 44, 56, 110):
+    register(f"resnet{_depth}")(_cifar_builder(_depth))
