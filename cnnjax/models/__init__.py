@@ -1,7 +1,13 @@
-"""The model zoo: ``create(name, ...)``, ``list_models()``, and transfer-learning helpers."""
+"""The model zoo: ``create(name, ...)``, ``list_models()``, PyTorch weight loading and transfer learning.
 
-from cnnjax.models import densenet, resnet, small, vgg  # noqa: F401  (importing registers the models)
+Every model takes channels-last input, returns logits, and with ``return_features=True``
+also returns a dict of named intermediate feature maps.
+"""
+
+from cnnjax.models import densenet, inception, resnet, segmentation, small, vgg, yolo  # noqa: F401  (registers)
 from cnnjax.models.base import Model
 from cnnjax.models.registry import create, list_models, register
+from cnnjax.models.torch_port import load_torch_state_dict
+from cnnjax.models.transfer import freeze, param_paths, replace_head
 
-__all__ = ["Model", "create", "list_models", "register"]
+__all__ = ["Model", "create", "freeze", "list_models", "load_torch_state_dict", "param_paths", "register", "replace_head"]

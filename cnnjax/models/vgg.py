@@ -29,8 +29,6 @@ class _Classified(Model):
 
     head_path = ("classifier", "layers", 6)
     pool_size = (7, 7)
-    # The first classifier layer reads a flattened (C, H, W) map in PyTorch, (H, W, C) here.
-    torch_chw = ("classifier.0", (512, 7, 7))
 
     def forward(self, x):
         features, block = {}, 0
@@ -50,9 +48,12 @@ class _Classified(Model):
 
 
 class VGG(_Classified):
-    """VGG-11/13/16/19 (``batch_norm=True`` for the ``_bn`` variants), 224x224 input."""
+    """VGG-11/13/16/19 (``batch_norm=True`` for the ``_bn`` variants), 224x224 input.
 
-    def __init__(self, cfg, num_classes, in_channels, rngs, *, batch_norm=False, dropout=0.5):
+    ``cfg`` lists conv widths and ``"M"`` (2x2 max pool); ``hidden`` is the classifier's width.
+    """
+
+    def __init__(self, cfg, num_classes, in_channels, rngs, *, batch_norm=False, dropout=0.5, hidden=4096):
         layers, cin = [], in_channels
         for v in cfg:
             if v == "M":
@@ -65,10 +66,12 @@ class VGG(_Classified):
             cin = v
         self.features = nnx.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool(self.pool_size)
+        # The first classifier layer reads a flattened (C, H, W) map in PyTorch, (H, W, C) here.
+        self.torch_chw = ("classifier.0", (cin, *self.pool_size))
         self.classifier = nnx.Sequential(
-            nnx.Linear(512 * 7 * 7, 4096, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
-            nnx.Linear(4096, 4096, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
-            nnx.Linear(4096, num_classes, rngs=rngs),
+            nnx.Linear(cin * 7 * 7, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
+            nnx.Linear(hidden, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
+            nnx.Linear(hidden, num_classes, rngs=rngs),
         )
 
 
