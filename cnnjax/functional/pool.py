@@ -78,12 +78,12 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
     """
     x = jnp.asarray(x)
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, "max_pool", spatial_dims)
-    return _reduce(x, jnp.array(_lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
+    return _reduce(x, np.array(_lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
 
 
 def _window_sum(x, n, k, s, pads, d):
     acc = _args.accumulation_dtype(x.dtype)
-    return _reduce(x.astype(acc), jnp.array(0, acc), lax.add, n, k, s, pads, d)
+    return _reduce(x.astype(acc), np.array(0, acc), lax.add, n, k, s, pads, d)
 
 
 def avg_pool(
@@ -117,7 +117,7 @@ def avg_pool(
     real = [(lo, hi - e) for (lo, hi), e in zip(pads, extra)]
     mask = np.pad(mask, [*real, (0, 0)], constant_values=1.0 if count_include_pad else 0.0)
     mask = np.pad(mask, [*[(0, e) for e in extra], (0, 0)])
-    count = _reduce(jnp.asarray(mask, total.dtype), jnp.array(0, total.dtype), lax.add, n, k, s, [(0, 0)] * n, d)
+    count = _reduce(jnp.asarray(mask, total.dtype), np.array(0, total.dtype), lax.add, n, k, s, [(0, 0)] * n, d)
     return (total / count).astype(x.dtype)
 
 
