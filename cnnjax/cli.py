@@ -18,14 +18,17 @@ def _overview() -> str:
     import jax
 
     import cnnjax
-    from cnnjax import functional
+    from cnnjax import functional, inspect, models, nn
 
     ops = ", ".join(name for name in functional.__all__ if name != "filters")
     filters = ", ".join(n for n in ("sobel", "prewitt", "box", "gaussian", "laplacian_of_gaussian", "gabor"))
     return (
         f"cnnjax {cnnjax.__version__} on jax {jax.__version__}, devices: {', '.join(map(str, jax.devices()))}\n"
         f"cnnjax.functional: {ops}\n"
-        f"cnnjax.functional.filters: {filters}"
+        f"cnnjax.functional.filters: {filters}\n"
+        f"cnnjax.nn: {', '.join(n for n in nn.__all__ if n[0].isupper())}\n"
+        f"cnnjax.models ({len(models.list_models())}): {', '.join(models.list_models())}\n"
+        f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}"
     )
 
 

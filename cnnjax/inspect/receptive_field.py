@@ -217,13 +217,21 @@ def _as_function(model_or_fn: Any) -> tuple[Callable, bool]:
     return model_or_fn, False
 
 
-def receptive_field(model_or_fn: Any, input_shape: Sequence[int], *, spatial_axes: Sequence[int] | None = None) -> list[FieldRow]:
+def receptive_field(
+    model_or_fn: Any,
+    input_shape: Sequence[int],
+    position: Sequence[int] | None = None,
+    *,
+    spatial_axes: Sequence[int] | None = None,
+) -> list[FieldRow]:
     """Analytic receptive field of every named feature map (zoo models) or every output (functions).
 
     Args:
       model_or_fn: a zoo model (its ``return_features`` maps are reported in order), any NNX
         module, or a function of one array.
       input_shape: e.g. ``(1, 32, 32, 3)``.
+      position: an output unit's spatial index; ``start`` is then where *its* field begins
+        (``start + position * jump``). Default: the first unit.
       spatial_axes: the input's spatial axes; default all but the first and last.
 
     Returns:
@@ -256,8 +264,9 @@ def receptive_field(model_or_fn: Any, input_shape: Sequence[int], *, spatial_axe
             rows.append(FieldRow(name, None, None, None))
             continue
         dims = sorted(f.values(), key=lambda d: d.dim)
+        pos = (0,) * len(dims) if position is None else tuple(position)
         rows.append(FieldRow(name, tuple(_num(d.size) for d in dims), tuple(_num(d.jump) for d in dims),
-                             tuple(_num(d.start) for d in dims)))
+                             tuple(_num(d.start + p * d.jump) for d, p in zip(dims, pos))))
     return rows
 
 

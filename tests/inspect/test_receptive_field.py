@@ -66,6 +66,18 @@ def test_cifar_resnet_fields_by_hand():
     assert rows["pre_logits"].size is None  # global pooling sees everything
 
 
+def test_position_moves_the_field_by_the_jump():
+    f = _stack([("conv", 3, 2, 1), ("conv", 3, 1, 1)])
+    first, unit = receptive_field(f, (1, 32, 32, 1))[0], receptive_field(f, (1, 32, 32, 1), position=(3, 5))[0]
+    assert first.size == unit.size == (7, 7)
+    assert unit.start == (first.start[0] + 3 * 2, first.start[1] + 5 * 2)
+    # the gradient of that unit touches exactly [start, start + size)
+    x = jnp.ones((1, 32, 32, 1))
+    g = np.asarray(jax.grad(lambda a: f(a)[0, 3, 5, 0])(x))[0, :, :, 0]
+    rows, cols = np.nonzero(g)
+    assert (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1) == (*unit.start, unit.start[0] + 7, unit.start[1] + 7)
+
+
 def test_max_pool_and_strides_in_simple_cnn():
     rows = {r.name: r for r in receptive_field(models.create("simple_cnn"), (1, 28, 28, 1))}
     assert (rows["conv1"].size, rows["conv1"].jump, rows["conv1"].start) == ((4, 4), (2, 2), (-1, -1))
