@@ -1,16 +1,25 @@
-"""The ``cnnjax`` command."""
+"""The ``cnnjax`` command: ``train`` (the main job), ``eval``, and an overview of what exists."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
 _PENDING = {
-    "train": "the training engine (issue: training engine and the main job)",
-    "eval": "the training engine (issue: training engine and the main job)",
     "sweep": "experiments/ (issue: scripted studies and ablations)",
     "bench": "benchmarks/ (issue: performance)",
     "experiment": "experiments/ (issue: scripted studies and ablations)",
+}
+
+# TrainConfig fields settable as flags: --flag-name -> field
+_FLAGS = {
+    "model": str, "dataset": str, "epochs": int, "steps": int, "batch_size": int, "optimizer": str, "lr": float,
+    "schedule": str, "warmup_steps": int, "momentum": float, "weight_decay": float, "grad_clip": float,
+    "label_smoothing": float, "seed": int, "data_dir": str, "run_dir": str, "checkpoint_every": int,
+    "keep_checkpoints": int, "eval_every": int,
 }
 
 
@@ -21,46 +30,123 @@ def _overview() -> str:
     from cnnjax import functional, inspect, models, nn
 
     ops = ", ".join(name for name in functional.__all__ if name != "filters")
-    filters = ", ".join(n for n in ("sobel", "prewitt", "box", "gaussian", "laplacian_of_gaussian", "gabor"))
     return (
         f"cnnjax {cnnjax.__version__} on jax {jax.__version__}, devices: {', '.join(map(str, jax.devices()))}\n"
         f"cnnjax.functional: {ops}\n"
-        f"cnnjax.functional.filters: {filters}\n"
         f"cnnjax.nn: {', '.join(n for n in nn.__all__ if n[0].isupper())}\n"
         f"cnnjax.models ({len(models.list_models())}): {', '.join(models.list_models())}\n"
-        f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}"
+        f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}\n"
+        f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR"
     )
 
 
-def _edge_demo() -> str:
-    """The course's vertical-edge example, computed by cnnjax.functional.conv."""
-    import jax.numpy as jnp
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
-    from cnnjax.functional import conv
 
-    image = jnp.array([[10.0] * 3 + [0.0] * 3] * 6)[..., None]
-    kernel = jnp.array([[1.0, 0.0, -1.0]] * 3)[..., None, None]
-    rows = conv(image, kernel)[..., 0].astype(int).tolist()
-    return "vertical-edge kernel on a 10|0 image:\n" + "\n".join(f"  {r}" for r in rows)
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from cnnjax import models
+    from cnnjax.data import BUILDERS
+    from cnnjax.train import OPTIMIZERS, SCHEDULES, TrainConfig, fit
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").exists():
+            parser.error(f"--resume {run_dir}: not a run directory (no config.json)")
+        cfg = TrainConfig.load(run_dir / "config.json")
+    else:
+        cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+        overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+        cfg = dataclasses.replace(cfg, **overrides)
+    if cfg.model not in models.list_models():
+        parser.error(f"unknown --model {cfg.model!r}; choose from: {', '.join(models.list_models())}")
+    if cfg.optimizer not in OPTIMIZERS:
+        parser.error(f"unknown --optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
+    if cfg.schedule not in SCHEDULES:
+        parser.error(f"unknown --schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "eval_every"):
+        if getattr(cfg, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        parser.error(f"--lr must be > 0, got {cfg.lr}")
+    print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
+    if cfg.dataset in BUILDERS:
+        print(f"(the {cfg.dataset} dataset is generated offline on first use)")
+    result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
+    final = result.final
+    print(_table([
+        ("test accuracy", f"{final['test_acc']:.4f} (top-5 {final['test_top5']:.4f})"),
+        ("test loss", f"{final['test_loss']:.4f}"),
+        ("train accuracy", f"{final['train_acc']:.4f}"),
+        ("steps", f"{final['step']} ({final['epoch']} epochs)"),
+        ("throughput", f"{final['examples_per_s']:,.0f} examples/s"),
+        ("wall time", f"{final['wall_s']:.1f} s"),
+        ("run directory", str(result.run_dir)),
+    ]))
+    return 0
+
+
+def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from cnnjax.data import load_arrays
+    from cnnjax.train import TrainConfig, build_model, evaluate
+    from cnnjax.train import checkpoint as ckpt
+    from cnnjax.train.optim import make_optimizer
+    from cnnjax.train.step import init_state, make_eval_step
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").exists():
+        parser.error(f"{run_dir} is not a run directory (no config.json)")
+    cfg = TrainConfig.load(run_dir / "config.json")
+    ds = load_arrays(cfg.dataset, data_dir=args.data_dir or cfg.data_dir).normalized()
+    model = build_model(cfg, ds.input_shape, ds.num_classes)
+    tx = make_optimizer(cfg, 1)
+    _, eval_def, state = init_state(model, tx, cfg.seed)
+    state, _ = ckpt.restore(ckpt.manager(run_dir, cfg.keep_checkpoints), state, str(run_dir))
+    metrics = evaluate(make_eval_step(eval_def), state["params"], state["rest"], ds.x_test, ds.y_test)
+    print(json.dumps({"run_dir": str(run_dir), "step": int(state["step"]), **{f"test_{k}": v for k, v in metrics.items()}}))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnjax", description="cnnjax: a JAX/Flax library for CNN research")
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", help="train a zoo model (default: mnist1d_convbase on MNIST-1D, offline)")
+    for name, kind in _FLAGS.items():
+        train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
+    train.add_argument("--config", help="a YAML file or a Python file with get_config(); flags override it")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the test split")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data-dir", default=None)
+    for name, what in _PENDING.items():
+        p = sub.add_parser(name, help=f"(not yet available: needs {what})")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cnnjax", description="cnnjax: a JAX/Flax library for CNN research")
-    sub = parser.add_subparsers(dest="command")
-    for name in _PENDING:
-        p = sub.add_parser(name, help=f"(not yet available: needs {_PENDING[name]})")
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    parser = _parser()
     args = parser.parse_args(argv)
-    print(_overview())
     if args.command is None:
-        print(_edge_demo())
+        print(_overview())
         return 0
-    print(
-        f"`cnnjax {args.command}` is not available yet: it arrives with {_PENDING[args.command]}.\n"
-        "What exists today is the functional core above; a demo of it:"
-    )
-    print(_edge_demo())
-    return 0
+    if args.command in _PENDING:
+        print(f"`cnnjax {args.command}` is not available yet: it arrives with {_PENDING[args.command]}.")
+        return 0
+    from cnnjax.data import DatasetNotFoundError
+    from cnnjax.train import CheckpointError, TrainingError
+
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001 (argparse's own registry)
+    try:
+        return _train(args, sub) if args.command == "train" else _eval(args, sub)
+    except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError) as e:
+        print(f"cnnjax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # bad values caught by the config or the model builder
+        print(f"cnnjax {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

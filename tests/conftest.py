@@ -19,3 +19,18 @@ def torch():
     torch.set_default_dtype(torch.float64)
     yield torch
     torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_data_dir(tmp_path_factory):
+    """Datasets are generated once per test session into a temporary TFDS data_dir."""
+    import os
+
+    path = os.environ.get("CNNJAX_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+    old = os.environ.get("CNNJAX_DATA_DIR")
+    os.environ["CNNJAX_DATA_DIR"] = path
+    yield path
+    if old is None:
+        os.environ.pop("CNNJAX_DATA_DIR", None)
+    else:
+        os.environ["CNNJAX_DATA_DIR"] = old

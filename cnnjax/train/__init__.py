@@ -1,0 +1,11 @@
+"""Training: optax optimizers, a jitted step on device-resident data, orbax checkpoints with exact resume."""
+
+from cnnjax.train.checkpoint import CheckpointError
+from cnnjax.train.config import TrainConfig
+from cnnjax.train.loop import FitResult, TrainingError, build_model, evaluate, fit
+from cnnjax.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer
+
+__all__ = [
+    "CheckpointError", "FitResult", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainingError", "build_model",
+    "evaluate", "fit", "make_optimizer",
+]

@@ -1,0 +1,175 @@
+"""``fit(config)``: train a zoo model on a dataset, with progress, metrics, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from cnnjax import models
+from cnnjax.data import load_arrays
+from cnnjax.train import checkpoint
+from cnnjax.train.config import TrainConfig
+from cnnjax.train.metrics import MetricsWriter, plot_curves
+from cnnjax.train.optim import make_optimizer
+from cnnjax.train.step import init_state, make_eval_step, make_train_step, zero_metrics
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: non-finite loss or parameters, a bad configuration."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    params: Any
+    model: nnx.Module
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1]
+
+
+def _default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.model}-{cfg.dataset}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def evaluate(eval_step, params, rest, x, y, batch: int = 1000) -> dict[str, float]:
+    loss = correct = top5 = 0.0
+    for i in range(0, len(x), batch):
+        l, c, t = eval_step(params, rest, x[i : i + batch], y[i : i + batch])
+        loss, correct, top5 = loss + l, correct + c, top5 + t
+    n = len(x)
+    return {"loss": float(loss) / n, "acc": float(correct) / n, "top5": float(top5) / n}
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
+    """The config's model, checked against the data's input shape (a one-line error if it does not fit)."""
+    options = dict(cfg.model_options)
+    model = models.create(cfg.model, num_classes=num_classes, in_channels=input_shape[-1], seed=cfg.seed, **options)
+    try:
+        out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
+    except Exception as e:
+        raise TrainingError(
+            f"model {cfg.model!r} does not accept {cfg.dataset!r} inputs of shape {input_shape}: "
+            f"{str(e).strip().splitlines()[0][:200]}"
+        ) from None
+    if out.shape != (2, num_classes):
+        raise TrainingError(
+            f"model {cfg.model!r} does not fit {cfg.dataset!r} inputs of shape {input_shape}: a batch of 2 gives "
+            f"outputs {out.shape} instead of (2, {num_classes}) logits (a 2-D model on 1-D data?)"
+        )
+    return model
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+    """Train ``cfg.model`` on ``cfg.dataset``; write metrics, curves and checkpoints to the run directory.
+
+    The data lives on the device; each epoch's order is a permutation drawn from
+    ``fold_in(seed, epoch)``, so a resumed run replays exactly the batches the original would
+    have seen, and the same config and seed give bit-identical parameters on one backend.
+
+    Args:
+      cfg: the configuration (see :class:`TrainConfig`).
+      resume: continue from the latest checkpoint in ``cfg.run_dir``.
+      progress: show a progress bar.
+
+    Returns:
+      A :class:`FitResult` with the run directory, the evaluation history and the trained model.
+    """
+    ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
+    model = build_model(cfg, ds.input_shape, ds.num_classes)
+    n = len(ds.x_train)
+    if cfg.batch_size > n:
+        raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
+    steps_per_epoch = n // cfg.batch_size
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    tx = make_optimizer(cfg, total)
+    train_def, eval_def, state = init_state(model, tx, cfg.seed)
+    train_step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing)
+    eval_step = make_eval_step(eval_def)
+
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)
+    writer = MetricsWriter(run_dir)
+    history: list[dict[str, Any]] = []
+    if resume:
+        state, meta = checkpoint.restore(mgr, state, str(run_dir))
+        history = meta.get("history", [])
+        writer.rewrite(history)
+    else:
+        cfg.save(run_dir / "config.json")
+        writer.rewrite([])
+
+    x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    x_test, y_test = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
+    base_key = jax.random.key(cfg.seed)
+    step = int(state["step"])
+    last_saved = step
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.model} on {cfg.dataset}", unit="step")
+    t_start, examples = time.perf_counter(), 0
+    try:
+        while step < total:
+            epoch, i0 = divmod(step, steps_per_epoch)
+            perm = jax.random.permutation(jax.random.fold_in(base_key, epoch), n)
+            if i0 == 0:
+                state["acc"] = zero_metrics()  # mid-epoch resumes keep the restored accumulators
+            i_end = min(steps_per_epoch, i0 + total - step)
+            for i in range(i0, i_end):
+                state = train_step(state, x_train, y_train, perm, i)
+                step += 1
+                if step % cfg.checkpoint_every == 0 and i + 1 < i_end:
+                    _check_finite(state)
+                    checkpoint.save(mgr, state, {"history": history})
+                    last_saved = step
+            examples += (i_end - i0) * cfg.batch_size
+            bar.update(i_end - i0)
+            epoch_done = i_end == steps_per_epoch
+            if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or step >= total:
+                _check_finite(state)
+                acc = jax.device_get(state["acc"])
+                test = evaluate(eval_step, state["params"], state["rest"], x_test, y_test)
+                elapsed = time.perf_counter() - t_start
+                row = {"step": step, "epoch": epoch + 1, "train_loss": float(acc["loss"]) / max(int(acc["count"]), 1),
+                       "train_acc": float(acc["correct"]) / max(int(acc["count"]), 1), "test_loss": test["loss"],
+                       "test_acc": test["acc"], "test_top5": test["top5"], "examples_per_s": examples / max(elapsed, 1e-9),
+                       "wall_s": elapsed}
+                history.append(row)
+                writer.append(row)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+            if step % cfg.checkpoint_every == 0 and step < total and last_saved != step:
+                # after the epoch's evaluation, so a resume from here does not lose that row
+                _check_finite(state)
+                checkpoint.save(mgr, state, {"history": history})
+                last_saved = step
+        if last_saved != step or step == 0:
+            checkpoint.save(mgr, state, {"history": history})
+    finally:
+        bar.close()
+        writer.close()
+    if history:
+        plot_curves(history, run_dir / "curves.png")
+    nnx.update(model, state["params"], state["rest"])
+    model.eval()
+    return FitResult(run_dir, history, state["params"], model)
+
+
+def _check_finite(state: dict) -> None:
+    bad = int(state["acc"]["first_bad_step"])
+    finite = all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(state["params"]))
+    if bad >= 0 or not finite:
+        where = f"at step {bad + 1}" if bad >= 0 else f"by step {int(state['step'])}"
+        raise TrainingError(
+            f"the loss or the parameters became NaN/inf {where}; stopping. The last good checkpoint is kept. "
+            f"Try a lower --lr, --grad-clip, or a warmup schedule."
+        )

@@ -1,0 +1,72 @@
+"""The pure, jitted training and evaluation steps.
+
+The model is split once into a graph definition and state; a step is a function of
+``(state, data, permutation, index)`` that gathers its batch on the device, so the host
+only dispatches. Metrics accumulate on the device and are read once per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, Any, dict]:
+    """``(train_graphdef, eval_graphdef, state)``; ``state`` holds params, the rest (batch stats, RNG streams),
+    the optimizer state, the step counter and the metric accumulators."""
+    model.train()
+    train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_def = nnx.split(model, nnx.Param, ...)[0]
+    model.train()
+    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "acc": zero_metrics()}
+    return train_def, eval_def, state
+
+
+def zero_metrics() -> dict[str, jax.Array]:
+    return {"loss": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32),
+            "first_bad_step": jnp.full((), -1, jnp.int32)}
+
+
+def make_train_step(train_def: Any, tx: optax.GradientTransformation, batch_size: int, label_smoothing: float = 0.0) -> Callable:
+    def loss_fn(params, rest, x, y):
+        model = nnx.merge(train_def, params, rest)
+        logits = model(x)
+        targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        return loss, (logits, nnx.split(model, nnx.Param, ...)[2])
+
+    def step(state, x_all, y_all, perm, i):
+        idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
+        x, y = x_all[idx], y_all[idx]
+        (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        acc = state["acc"]
+        bad = ~jnp.isfinite(loss)
+        acc = {
+            "loss": acc["loss"] + loss * batch_size,
+            "correct": acc["correct"] + jnp.sum(jnp.argmax(logits, -1) == y),
+            "count": acc["count"] + batch_size,
+            "first_bad_step": jnp.where((acc["first_bad_step"] < 0) & bad, state["step"], acc["first_bad_step"]),
+        }
+        return {"params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1, "acc": acc}
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def make_eval_step(eval_def: Any) -> Callable:
+    """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct)`` over one batch, in eval mode."""
+
+    def evaluate(params, rest, x, y):
+        logits = nnx.merge(eval_def, params, rest)(x)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+        top5 = jnp.argsort(logits, -1)[..., -min(5, logits.shape[-1]):]
+        return loss, jnp.sum(jnp.argmax(logits, -1) == y), jnp.sum(jnp.any(top5 == y[..., None], -1))
+
+    return jax.jit(evaluate)

@@ -1,0 +1,62 @@
+"""The offline TFDS builders and the loader's errors."""
+
+import numpy as np
+import pytest
+
+from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays
+
+
+def test_mnist1d_is_make_dataset_with_default_args():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    ds = load_arrays("mnist1d")
+    ref = make_dataset(get_dataset_args())
+    assert ds.x_train.shape == (4000, 40, 1) and ds.x_test.shape == (1000, 40, 1) and ds.num_classes == 10
+    # TFDS stores examples in its own (deterministic) order: compare as sorted (label, signal) records.
+    def records(x, y):
+        return sorted((int(label), row.astype(np.float32).tobytes()) for row, label in zip(x, y))
+
+    assert records(ds.x_train[..., 0], ds.y_train) == records(ref["x"], ref["y"])
+    assert records(ds.x_test[..., 0], ds.y_test) == records(ref["x_test"], ref["y_test"])
+
+
+def test_digits_split_is_fixed_disjoint_and_stratified():
+    from sklearn.datasets import load_digits
+
+    ds = load_arrays("digits")
+    assert ds.x_train.shape == (1437, 8, 8, 1) and ds.x_test.shape == (360, 8, 8, 1)
+    assert np.bincount(ds.y_test).min() >= 34  # stratified: every class present in test
+    all_images = load_digits().images.reshape(len(load_digits().images), -1)
+    seen = {row.tobytes() for row in all_images.astype(np.float32)}
+    assert {x.ravel().tobytes() for x in ds.x_test} <= seen
+    np.testing.assert_allclose(ds.mean, ds.x_train.mean(), rtol=1e-5)  # statistics from the training split
+
+
+def test_shapes_labels_boxes_and_masks_agree():
+    ds = load_arrays("shapes")
+    assert ds.x_train.shape == (4000, 32, 32, 1) and ds.num_classes == 3
+    extras = ds.extras["train"]
+    for i in range(50):
+        mask, classes, boxes = extras["mask"][i], extras["classes"][i], extras["boxes"][i]
+        present = set(np.unique(mask)) - {0}
+        assert present <= {int(c) + 1 for c in classes if c >= 0}
+        assert ds.y_train[i] == int(np.argmax([(mask == c + 1).sum() for c in range(3)]))
+        for c, (x0, y0, x1, y1) in zip(classes, boxes):
+            if c >= 0:
+                assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
+
+
+def test_draw_shapes_is_deterministic_per_seed():
+    a = draw_shapes(np.random.default_rng(5))
+    b = draw_shapes(np.random.default_rng(5))
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_catalog_dataset_that_is_not_prepared_says_where_and_how(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)dataset 'mnist' is not prepared in .*cnnjax never downloads at run time.*download_and_prepare"):
+        load_arrays("mnist", data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_lists_what_exists(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, shapes offline"):
+        load_arrays("no_such_data", data_dir=str(tmp_path))
