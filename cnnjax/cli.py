@@ -19,7 +19,7 @@ _FLAGS = {
     "model": str, "dataset": str, "epochs": int, "steps": int, "batch_size": int, "optimizer": str, "lr": float,
     "schedule": str, "warmup_steps": int, "momentum": float, "weight_decay": float, "grad_clip": float,
     "label_smoothing": float, "seed": int, "data_dir": str, "run_dir": str, "checkpoint_every": int,
-    "keep_checkpoints": int, "eval_every": int,
+    "keep_checkpoints": int, "eval_every": int, "augment": str, "num_devices": int,
 }
 
 

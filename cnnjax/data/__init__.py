@@ -1,9 +1,11 @@
 """Datasets through TFDS without TensorFlow: offline builders (mnist1d, digits, shapes) and catalog names."""
 
+from cnnjax.data.augment import AUGMENTATIONS, augment, tta_predict
 from cnnjax.data.builders import BUILDERS, Digits, Mnist1d, Shapes, draw_shapes
 from cnnjax.data.load import ArrayDataset, DatasetNotFoundError, builder, default_data_dir, load_arrays
 
 __all__ = [
+    "AUGMENTATIONS", "augment", "tta_predict",
     "ArrayDataset", "BUILDERS", "DatasetNotFoundError", "Digits", "Mnist1d", "Shapes", "builder",
     "default_data_dir", "draw_shapes", "load_arrays",
 ]

@@ -89,7 +89,7 @@ def load_arrays(name: str, *, data_dir: str | None = None) -> ArrayDataset:
 
     Example:
       >>> ds = load_arrays("digits")  # doctest: +SKIP
-      >>> ds.x_train.shape, ds.num_classes
+      >>> ds.x_train.shape, ds.num_classes  # doctest: +SKIP
       ((1437, 8, 8, 1), 10)
     """
     b = builder(name, data_dir)

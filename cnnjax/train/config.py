@@ -29,6 +29,8 @@ class TrainConfig:
     grad_clip: float | None = None  # global-norm clipping
     label_smoothing: float = 0.0
     seed: int = 0
+    augment: str = ""  # e.g. "crop,flip" (see cnnjax.data.AUGMENTATIONS)
+    num_devices: int | None = None  # data parallelism over this many local devices (default: all)
     data_dir: str | None = None
     run_dir: str | None = None
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end

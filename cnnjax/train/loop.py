@@ -11,9 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from cnnjax import models
+from cnnjax.data import augment as make_augment
 from cnnjax.data import load_arrays
 from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
@@ -36,6 +39,20 @@ class FitResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1]
+
+
+def data_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D ``Mesh`` named ``"data"`` over the first ``num_devices`` local devices (default: all).
+
+    The same code runs on one CPU, one GPU, several GPUs or a TPU slice. For several hosts,
+    call ``jax.distributed.initialize()`` first in every process (see the README).
+    """
+    devices = jax.local_devices()
+    if num_devices is not None:
+        if not 1 <= num_devices <= len(devices):
+            raise TrainingError(f"num_devices={num_devices}, but {len(devices)} local device(s) exist: {devices}")
+        devices = devices[:num_devices]
+    return Mesh(np.array(devices), ("data",))
 
 
 def _default_run_dir(cfg: TrainConfig) -> Path:
@@ -94,7 +111,14 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     tx = make_optimizer(cfg, total)
     train_def, eval_def, state = init_state(model, tx, cfg.seed)
-    train_step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing)
+    mesh = data_mesh(cfg.num_devices)
+    if cfg.batch_size % mesh.size:
+        raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
+    replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    train_step = make_train_step(
+        train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
+        seed=cfg.seed, batch_sharding=by_batch if mesh.size > 1 else None,
+    )
     eval_step = make_eval_step(eval_def)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
@@ -111,8 +135,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
         cfg.save(run_dir / "config.json")
         writer.rewrite([])
 
-    x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    x_test, y_test = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
+    # Small datasets live on the device(s), replicated; each step gathers its batch and shards it.
+    state = jax.device_put(state, replicated)
+    x_train, y_train, x_test, y_test = jax.device_put((ds.x_train, ds.y_train, ds.x_test, ds.y_test), replicated)
     base_key = jax.random.key(cfg.seed)
     step = int(state["step"])
     last_saved = step

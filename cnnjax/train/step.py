@@ -33,9 +33,24 @@ def zero_metrics() -> dict[str, jax.Array]:
             "first_bad_step": jnp.full((), -1, jnp.int32)}
 
 
-def make_train_step(train_def: Any, tx: optax.GradientTransformation, batch_size: int, label_smoothing: float = 0.0) -> Callable:
+def make_train_step(
+    train_def: Any,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    label_smoothing: float = 0.0,
+    *,
+    augment: Callable | None = None,
+    seed: int = 0,
+    batch_sharding: Any = None,
+) -> Callable:
+    """The jitted ``(state, x_all, y_all, perm, i) -> state`` step; ``state`` is donated.
+
+    ``augment(key, batch)`` runs on the device with a key from ``(seed, step)``, so a resumed
+    run draws the same augmentations. ``batch_sharding`` (a ``NamedSharding``) splits the
+    batch across devices; parameters stay as they are placed (replicated).
+    """
     def loss_fn(params, rest, x, y):
-        model = nnx.merge(train_def, params, rest)
+        model = nnx.merge(train_def, params, rest, copy=True)  # fresh Variables at this trace level, so BatchNorm may update them
         logits = model(x)
         targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -44,6 +59,11 @@ def make_train_step(train_def: Any, tx: optax.GradientTransformation, batch_size
     def step(state, x_all, y_all, perm, i):
         idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
         x, y = x_all[idx], y_all[idx]
+        if batch_sharding is not None:
+            x = jax.lax.with_sharding_constraint(x, batch_sharding)
+            y = jax.lax.with_sharding_constraint(y, batch_sharding)
+        if augment is not None:
+            x = augment(jax.random.fold_in(jax.random.key(seed), state["step"]), x)
         (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -64,7 +84,7 @@ def make_eval_step(eval_def: Any) -> Callable:
     """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct)`` over one batch, in eval mode."""
 
     def evaluate(params, rest, x, y):
-        logits = nnx.merge(eval_def, params, rest)(x)
+        logits = nnx.merge(eval_def, params, rest, copy=True)(x)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
         top5 = jnp.argsort(logits, -1)[..., -min(5, logits.shape[-1]):]
         return loss, jnp.sum(jnp.argmax(logits, -1) == y), jnp.sum(jnp.any(top5 == y[..., None], -1))
