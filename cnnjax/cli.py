@@ -70,9 +70,11 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         parser.error(f"--lr must be > 0, got {cfg.lr}")
-    print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
     if cfg.dataset in BUILDERS:
         print(f"(the {cfg.dataset} dataset is generated offline on first use)")
+    if args.seeds or args.sweep:
+        return _ensemble(cfg, args, parser)
+    print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
     final = result.final
     print(_table([
@@ -84,6 +86,45 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ("wall time", f"{final['wall_s']:.1f} s"),
         ("run directory", str(result.run_dir)),
     ]))
+    return 0
+
+
+_SWEEPABLE = {"lr": "lr", "weight_decay": "weight_decay", "weight-decay": "weight_decay"}
+
+
+def _parse_sweep(items: list[str], parser: argparse.ArgumentParser) -> dict[str, list[float]]:
+    sweep: dict[str, list[float]] = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        if key not in _SWEEPABLE or not values:
+            parser.error(f"--sweep {item!r}: expected KEY=v1,v2,... with KEY one of: lr, weight_decay")
+        try:
+            sweep[_SWEEPABLE[key]] = [float(v) for v in values.split(",")]
+        except ValueError:
+            parser.error(f"--sweep {item!r}: values must be numbers")
+    return sweep
+
+
+def _ensemble(cfg, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from cnnjax.train import fit_ensemble
+
+    if args.resume:
+        parser.error("--resume is for single runs; ensembles (--seeds/--sweep) are not checkpointed yet")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    sweep = _parse_sweep(args.sweep or [], parser)
+    seeds = list(range(cfg.seed, cfg.seed + (args.seeds or 1)))
+    k = len(seeds) * len(sweep.get("lr", [0])) * len(sweep.get("weight_decay", [0]))
+    print(f"training {k} members of {cfg.model} on {cfg.dataset} in one vmapped program (seeds {seeds[0]}..{seeds[-1]}"
+          + "".join(f", {key} {vals}" for key, vals in sweep.items()) + ")")
+    r = fit_ensemble(cfg, seeds, lr=sweep.get("lr"), weight_decay=sweep.get("weight_decay"), progress=not args.quiet)
+    width = max(len(m["status"]) for m in r.members)
+    print("  member  seed  lr        weight_decay  test_acc  status")
+    for m in r.members:
+        print(f"  {m['member']:>6}  {m['seed']:>4}  {m['lr']:<8g}  {m['weight_decay']:<12g}  {m['test_acc']:.4f}    {m['status']:<{width}}")
+    s = r.summary
+    print(f"test accuracy over {s['finished']}/{s['members']} finished members: {s['test_acc']['mean']:.4f} +- {s['test_acc']['std']:.4f}")
+    print(f"{s['member_steps_per_s']:,.0f} member-steps/s; results in {r.run_dir}/members.csv")
     return 0
 
 
@@ -117,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="a YAML file or a Python file with get_config(); flags override it")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--seeds", type=int, default=None, help="train this many seeds (from --seed) as one vmapped ensemble")
+    train.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="sweep lr or weight_decay inside the ensemble")
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the test split")
     ev.add_argument("run_dir")
     ev.add_argument("--data-dir", default=None)

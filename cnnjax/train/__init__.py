@@ -2,10 +2,11 @@
 
 from cnnjax.train.checkpoint import CheckpointError
 from cnnjax.train.config import TrainConfig
+from cnnjax.train.ensemble import EnsembleResult, fit_ensemble
 from cnnjax.train.loop import FitResult, TrainingError, build_model, evaluate, fit
 from cnnjax.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 
 __all__ = [
-    "CheckpointError", "FitResult", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainingError", "build_model",
+    "CheckpointError", "EnsembleResult", "FitResult", "fit_ensemble", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainingError", "build_model",
     "evaluate", "fit", "make_optimizer",
 ]

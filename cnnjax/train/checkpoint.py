@@ -17,7 +17,7 @@ class CheckpointError(RuntimeError):
 
 def _to_tree(state: dict) -> dict:
     return {"params": nnx.to_pure_dict(state["params"]), "rest": nnx.to_pure_dict(state["rest"]),
-            "opt_state": state["opt_state"], "step": state["step"], "acc": state["acc"]}
+            "opt_state": state["opt_state"], "step": state["step"], "seed": state["seed"], "acc": state["acc"]}
 
 
 def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
@@ -66,5 +66,6 @@ def restore(mgr: ocp.CheckpointManager, template: dict, where: str) -> tuple[dic
     nnx.replace_by_pure_dict(state["rest"], tree["rest"])
     state["opt_state"] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template["opt_state"], tree["opt_state"])
     state["step"] = jax.numpy.asarray(tree["step"], dtype=np.int32)
+    state["seed"] = jax.numpy.asarray(tree["seed"], dtype=np.int32)
     state["acc"] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template["acc"], tree["acc"])
     return state, dict(out["meta"])

@@ -117,7 +117,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     train_step = make_train_step(
         train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
-        seed=cfg.seed, batch_sharding=by_batch if mesh.size > 1 else None,
+        batch_sharding=by_batch if mesh.size > 1 else None,
     )
     eval_step = make_eval_step(eval_def)
 

@@ -23,9 +23,14 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
     model.train()
-    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-             "acc": zero_metrics()}
+    state = new_state(params, rest, tx, seed)
     return train_def, eval_def, state
+
+
+def new_state(params: Any, rest: Any, tx: optax.GradientTransformation, seed: Any) -> dict:
+    """A fresh training state; ``seed`` (an int or traced int) keys the on-device augmentation."""
+    return {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+            "seed": jnp.asarray(seed, jnp.int32), "acc": zero_metrics()}
 
 
 def zero_metrics() -> dict[str, jax.Array]:
@@ -40,14 +45,15 @@ def make_train_step(
     label_smoothing: float = 0.0,
     *,
     augment: Callable | None = None,
-    seed: int = 0,
     batch_sharding: Any = None,
+    jit: bool = True,
 ) -> Callable:
-    """The jitted ``(state, x_all, y_all, perm, i) -> state`` step; ``state`` is donated.
+    """The ``(state, x_all, y_all, perm, i) -> state`` step, jitted with ``state`` donated (``jit=False``: the
+    plain function, e.g. to vmap an ensemble).
 
-    ``augment(key, batch)`` runs on the device with a key from ``(seed, step)``, so a resumed
-    run draws the same augmentations. ``batch_sharding`` (a ``NamedSharding``) splits the
-    batch across devices; parameters stay as they are placed (replicated).
+    ``augment(key, batch)`` runs on the device with a key from ``(state['seed'], step)``, so a
+    resumed run draws the same augmentations. ``batch_sharding`` (a ``NamedSharding``) splits
+    the batch across devices; parameters stay as they are placed (replicated).
     """
     def loss_fn(params, rest, x, y):
         model = nnx.merge(train_def, params, rest, copy=True)  # fresh Variables at this trace level, so BatchNorm may update them
@@ -63,7 +69,7 @@ def make_train_step(
             x = jax.lax.with_sharding_constraint(x, batch_sharding)
             y = jax.lax.with_sharding_constraint(y, batch_sharding)
         if augment is not None:
-            x = augment(jax.random.fold_in(jax.random.key(seed), state["step"]), x)
+            x = augment(jax.random.fold_in(jax.random.key(state["seed"]), state["step"]), x)
         (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -75,12 +81,12 @@ def make_train_step(
             "count": acc["count"] + batch_size,
             "first_bad_step": jnp.where((acc["first_bad_step"] < 0) & bad, state["step"], acc["first_bad_step"]),
         }
-        return {"params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1, "acc": acc}
+        return {**state, "params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1, "acc": acc}
 
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0) if jit else step
 
 
-def make_eval_step(eval_def: Any) -> Callable:
+def make_eval_step(eval_def: Any, jit: bool = True) -> Callable:
     """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct)`` over one batch, in eval mode."""
 
     def evaluate(params, rest, x, y):
@@ -89,4 +95,4 @@ def make_eval_step(eval_def: Any) -> Callable:
         top5 = jnp.argsort(logits, -1)[..., -min(5, logits.shape[-1]):]
         return loss, jnp.sum(jnp.argmax(logits, -1) == y), jnp.sum(jnp.any(top5 == y[..., None], -1))
 
-    return jax.jit(evaluate)
+    return jax.jit(evaluate) if jit else evaluate
