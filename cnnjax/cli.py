@@ -21,6 +21,7 @@ _FLAGS = {
     "label_smoothing": float, "seed": int, "data_dir": str, "run_dir": str, "checkpoint_every": int,
     "keep_checkpoints": int, "eval_every": int, "augment": str, "num_devices": int,
 }
+_BOOL_FLAGS = {"stream": "stream through Grain (default: only datasets above 1 GB)"}
 
 
 def _overview() -> str:
@@ -57,7 +58,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = TrainConfig.load(run_dir / "config.json")
     else:
         cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
-        overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+        overrides = {k: getattr(args, k) for k in (*_FLAGS, *_BOOL_FLAGS) if getattr(args, k) is not None}
         cfg = dataclasses.replace(cfg, **overrides)
     if cfg.model not in models.list_models():
         parser.error(f"unknown --model {cfg.model!r}; choose from: {', '.join(models.list_models())}")
@@ -129,8 +130,8 @@ def _ensemble(cfg, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from cnnjax.data import load_arrays
     from cnnjax.train import TrainConfig, build_model, evaluate
+    from cnnjax.train.loop import make_batches
     from cnnjax.train import checkpoint as ckpt
     from cnnjax.train.optim import make_optimizer
     from cnnjax.train.step import init_state, make_eval_step
@@ -139,12 +140,14 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not (run_dir / "config.json").exists():
         parser.error(f"{run_dir} is not a run directory (no config.json)")
     cfg = TrainConfig.load(run_dir / "config.json")
-    ds = load_arrays(cfg.dataset, data_dir=args.data_dir or cfg.data_dir).normalized()
-    model = build_model(cfg, ds.input_shape, ds.num_classes)
+    if args.data_dir:
+        cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
+    batches, input_shape, num_classes = make_batches(cfg)
+    model = build_model(cfg, input_shape, num_classes)
     tx = make_optimizer(cfg, 1)
     _, eval_def, state = init_state(model, tx, cfg.seed)
     state, _ = ckpt.restore(ckpt.manager(run_dir, cfg.keep_checkpoints), state, str(run_dir))
-    metrics = evaluate(make_eval_step(eval_def), state["params"], state["rest"], ds.x_test, ds.y_test)
+    metrics = evaluate(make_eval_step(eval_def), state["params"], state["rest"], batches.test_batches())
     print(json.dumps({"run_dir": str(run_dir), "step": int(state["step"]), **{f"test_{k}": v for k, v in metrics.items()}}))
     return 0
 
@@ -155,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a zoo model (default: mnist1d_convbase on MNIST-1D, offline)")
     for name, kind in _FLAGS.items():
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
+    for name, text in _BOOL_FLAGS.items():
+        train.add_argument(f"--{name}", dest=name, action="store_const", const=True, default=None, help=text)
     train.add_argument("--config", help="a YAML file or a Python file with get_config(); flags override it")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

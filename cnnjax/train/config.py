@@ -31,6 +31,7 @@ class TrainConfig:
     seed: int = 0
     augment: str = ""  # e.g. "crop,flip" (see cnnjax.data.AUGMENTATIONS)
     num_devices: int | None = None  # data parallelism over this many local devices (default: all)
+    stream: bool | None = None  # stream through Grain instead of holding the data on the device (default: above 1 GB)
     data_dir: str | None = None
     run_dir: str | None = None
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end

@@ -16,8 +16,8 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from cnnjax import models
+from cnnjax.data import STREAM_THRESHOLD_BYTES, GrainBatches, InMemoryBatches, dataset_bytes, load_arrays
 from cnnjax.data import augment as make_augment
-from cnnjax.data import load_arrays
 from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.metrics import MetricsWriter, plot_curves
@@ -59,13 +59,28 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{cfg.dataset}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def evaluate(eval_step, params, rest, x, y, batch: int = 1000) -> dict[str, float]:
+def evaluate(eval_step, params, rest, batches) -> dict[str, float]:
+    """Mean loss, top-1 and top-5 accuracy over an iterable of ``(x, y)`` test batches."""
     loss = correct = top5 = 0.0
-    for i in range(0, len(x), batch):
-        l, c, t = eval_step(params, rest, x[i : i + batch], y[i : i + batch])
-        loss, correct, top5 = loss + l, correct + c, top5 + t
-    n = len(x)
+    n = 0
+    for x, y in batches:
+        l, c, t = eval_step(params, rest, x, y)
+        loss, correct, top5, n = loss + l, correct + c, top5 + t, n + len(y)
     return {"loss": float(loss) / n, "acc": float(correct) / n, "top5": float(top5) / n}
+
+
+def make_batches(cfg: TrainConfig, sharding: Any = None):
+    """``(provider, input_shape, num_classes)``: the data on the device, or streamed through Grain when
+    ``cfg.stream`` says so (by default: datasets above ~1 GB)."""
+    stream = cfg.stream if cfg.stream is not None else dataset_bytes(cfg.dataset, cfg.data_dir) > STREAM_THRESHOLD_BYTES
+    if stream:
+        g = GrainBatches(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir)
+        return g, tuple(g.input_shape), g.num_classes
+    ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
+    if cfg.batch_size > len(ds.x_train):
+        raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({len(ds.x_train)} examples)")
+    provider = InMemoryBatches(ds.x_train, ds.y_train, ds.x_test, ds.y_test, cfg.batch_size, cfg.seed, sharding)
+    return provider, ds.input_shape, ds.num_classes
 
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
@@ -90,9 +105,10 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
 def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
     """Train ``cfg.model`` on ``cfg.dataset``; write metrics, curves and checkpoints to the run directory.
 
-    The data lives on the device; each epoch's order is a permutation drawn from
-    ``fold_in(seed, epoch)``, so a resumed run replays exactly the batches the original would
-    have seen, and the same config and seed give bit-identical parameters on one backend.
+    Small data lives on the device and big data streams through Grain; either way each
+    epoch's order is a function of ``(seed, epoch)``, so a resumed run replays exactly the
+    batches the original would have seen, and the same config and seed give bit-identical
+    parameters on one backend.
 
     Args:
       cfg: the configuration (see :class:`TrainConfig`).
@@ -102,19 +118,16 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     Returns:
       A :class:`FitResult` with the run directory, the evaluation history and the trained model.
     """
-    ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
-    model = build_model(cfg, ds.input_shape, ds.num_classes)
-    n = len(ds.x_train)
-    if cfg.batch_size > n:
-        raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
-    steps_per_epoch = n // cfg.batch_size
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    tx = make_optimizer(cfg, total)
-    train_def, eval_def, state = init_state(model, tx, cfg.seed)
     mesh = data_mesh(cfg.num_devices)
     if cfg.batch_size % mesh.size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    batches, input_shape, num_classes = make_batches(cfg, replicated)
+    model = build_model(cfg, input_shape, num_classes)
+    steps_per_epoch = batches.steps_per_epoch
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    tx = make_optimizer(cfg, total)
+    train_def, eval_def, state = init_state(model, tx, cfg.seed)
     train_step = make_train_step(
         train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
         batch_sharding=by_batch if mesh.size > 1 else None,
@@ -135,10 +148,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
         cfg.save(run_dir / "config.json")
         writer.rewrite([])
 
-    # Small datasets live on the device(s), replicated; each step gathers its batch and shards it.
     state = jax.device_put(state, replicated)
-    x_train, y_train, x_test, y_test = jax.device_put((ds.x_train, ds.y_train, ds.x_test, ds.y_test), replicated)
-    base_key = jax.random.key(cfg.seed)
     step = int(state["step"])
     last_saved = step
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.model} on {cfg.dataset}", unit="step")
@@ -146,12 +156,11 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     try:
         while step < total:
             epoch, i0 = divmod(step, steps_per_epoch)
-            perm = jax.random.permutation(jax.random.fold_in(base_key, epoch), n)
             if i0 == 0:
                 state["acc"] = zero_metrics()  # mid-epoch resumes keep the restored accumulators
             i_end = min(steps_per_epoch, i0 + total - step)
-            for i in range(i0, i_end):
-                state = train_step(state, x_train, y_train, perm, i)
+            for i, args in enumerate(batches.epoch(epoch, i0, i_end), start=i0):
+                state = train_step(state, *args)
                 step += 1
                 if step % cfg.checkpoint_every == 0 and i + 1 < i_end:
                     _check_finite(state)
@@ -163,7 +172,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
             if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or step >= total:
                 _check_finite(state)
                 acc = jax.device_get(state["acc"])
-                test = evaluate(eval_step, state["params"], state["rest"], x_test, y_test)
+                test = evaluate(eval_step, state["params"], state["rest"], batches.test_batches())
                 elapsed = time.perf_counter() - t_start
                 row = {"step": step, "epoch": epoch + 1, "train_loss": float(acc["loss"]) / max(int(acc["count"]), 1),
                        "train_acc": float(acc["correct"]) / max(int(acc["count"]), 1), "test_loss": test["loss"],

@@ -167,3 +167,18 @@ def nnx_state_of(model):
     from flax import nnx
 
     return nnx.state(model, nnx.BatchStat)
+
+
+def test_streamed_run_resumes_exactly(tmp_path):
+    import shutil
+
+    common = dict(model="mnist1d_cnn", dataset="mnist1d", steps=120, checkpoint_every=40, stream=True)
+    full = fit(TrainConfig(**common, run_dir=str(tmp_path / "full")), progress=False)
+    part = tmp_path / "part"
+    fit(TrainConfig(**common, run_dir=str(part)), progress=False)
+    for step in _finished(part):  # roll the run back to its step-40 checkpoint, as if it died there
+        if step > 40:
+            shutil.rmtree(part / "checkpoints" / str(step))
+    resumed = fit(TrainConfig.load(part / "config.json"), resume=True, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)))
+    assert [r["test_loss"] for r in full.history] == [r["test_loss"] for r in resumed.history]

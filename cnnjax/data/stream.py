@@ -1,0 +1,90 @@
+"""Batches for training: held on the device for small datasets, streamed through Grain for big ones.
+
+Both providers give a step the same arguments ``(x, y, perm, i)``: in memory, ``x``/``y`` are
+the whole split and ``perm[i*B:(i+1)*B]`` picks the batch on the device; streamed, ``x``/``y``
+are one batch and ``perm`` is the identity. Either way the order is a function of
+``(seed, epoch, batch index)``, so a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.data.load import builder
+
+STREAM_THRESHOLD_BYTES = 1 << 30  # datasets above ~1 GB stream instead of living on the device
+
+
+class InMemoryBatches:
+    """The split on the device; each epoch is a permutation drawn from ``fold_in(key(seed), epoch)``."""
+
+    def __init__(self, x_train, y_train, x_test, y_test, batch_size: int, seed: int, sharding: Any = None):
+        put = (lambda a: jax.device_put(a, sharding)) if sharding is not None else jnp.asarray
+        self.x, self.y, self.x_test, self.y_test = (put(a) for a in (x_train, y_train, x_test, y_test))
+        self.n, self.batch_size, self.seed = len(x_train), batch_size, seed
+        self.steps_per_epoch = self.n // batch_size
+
+    def epoch(self, epoch: int, start: int, stop: int) -> Iterator[tuple]:
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.key(self.seed), epoch), self.n)
+        for i in range(start, stop):
+            yield self.x, self.y, perm, i
+
+    def test_batches(self, batch: int = 1000) -> Iterator[tuple]:
+        for i in range(0, len(self.x_test), batch):
+            yield self.x_test[i : i + batch], self.y_test[i : i + batch]
+
+
+class GrainBatches:
+    """A TFDS ``array_record`` split streamed through Grain: shuffled per epoch, batched, prefetched by threads.
+
+    Normalisation statistics come from (up to) the first ``stats_examples`` training examples.
+    """
+
+    def __init__(self, name: str, batch_size: int, seed: int, data_dir: str | None = None, *,
+                 threads: int = 4, prefetch: int = 8, stats_examples: int = 10_000):
+        b = builder(name, data_dir)
+        self.x_key, self.y_key = b.info.supervised_keys
+        self.num_classes = b.info.features[self.y_key].num_classes
+        self.train, self.test = b.as_data_source(split="train"), b.as_data_source(split="test")
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_epoch = len(self.train) // batch_size
+        self.read = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
+        sample = np.stack([self._x(r) for r in self.train.__getitems__(list(range(min(stats_examples, len(self.train)))))])
+        axes = tuple(range(sample.ndim - 1))
+        self.mean, self.std = sample.mean(axis=axes), sample.std(axis=axes) + 1e-8
+        self.input_shape = sample.shape[1:]
+
+    def _x(self, record) -> np.ndarray:
+        x = np.asarray(record[self.x_key])
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        return x[..., None] if x.ndim == 1 else x
+
+    def _example(self, record):
+        return (self._x(record) - self.mean) / self.std, np.int32(record[self.y_key])
+
+    def _dataset(self, source, shuffle_seed: int | None) -> grain.MapDataset:
+        ds = grain.MapDataset.source(source)
+        if shuffle_seed is not None:
+            ds = ds.shuffle(seed=shuffle_seed)
+        return ds.map(self._example).batch(self.batch_size, drop_remainder=shuffle_seed is not None)
+
+    def epoch(self, epoch: int, start: int, stop: int) -> Iterator[tuple]:
+        shuffle_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        batches = self._dataset(self.train, shuffle_seed)[start:stop]
+        ident = jnp.arange(self.batch_size)
+        for x, y in batches.to_iter_dataset(self.read):
+            yield jnp.asarray(x, jnp.float32), jnp.asarray(y), ident, 0
+
+    def test_batches(self, batch: int = 1000) -> Iterator[tuple]:
+        for x, y in self._dataset(self.test, None).to_iter_dataset(self.read):
+            yield jnp.asarray(x, jnp.float32), jnp.asarray(y)
+
+
+def dataset_bytes(name: str, data_dir: str | None = None) -> int:
+    """The prepared dataset's size on disk, as TFDS records it."""
+    return int(builder(name, data_dir).info.dataset_size or 0)
