@@ -69,6 +69,17 @@ class Bottleneck(nnx.Module):
         return jax.nn.relu(out + identity)
 
 
+def _stages_then_head(model, x, stages, features):
+    """Run the residual stages (recording each), global-average-pool, and apply ``model.fc``."""
+    for name in stages:
+        for block in getattr(model, name):
+            x = block(x)
+        features[name] = x
+    x = F.global_avg_pool(x, spatial_dims=2)
+    features["pre_logits"] = x
+    return model.fc(x), features
+
+
 class ResNet(Model):
     """ImageNet ResNet/ResNeXt, torchvision's layout. Input ``(*batch, H, W, C)``, e.g. 224x224.
 
@@ -109,13 +120,7 @@ class ResNet(Model):
         features = {}
         x = self.maxpool(jax.nn.relu(self.bn1(self.conv1(x))))
         features["stem"] = x
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            for b in getattr(self, name):
-                x = b(x)
-            features[name] = x
-        x = F.global_avg_pool(x, spatial_dims=2)
-        features["pre_logits"] = x
-        return self.fc(x), features
+        return _stages_then_head(self, x, ("layer1", "layer2", "layer3", "layer4"), features)
 
 
 _IMAGENET = {
@@ -183,14 +188,7 @@ class CifarResNet(Model):
 
     def forward(self, x):
         x = jax.nn.relu(self.bn1(self.conv1(x)))
-        features = {"stem": x}
-        for name in ("layer1", "layer2", "layer3"):
-            for b in getattr(self, name):
-                x = b(x)
-            features[name] = x
-        x = F.global_avg_pool(x, spatial_dims=2)
-        features["pre_logits"] = x
-        return self.fc(x), features
+        return _stages_then_head(self, x, ("layer1", "layer2", "layer3"), {"stem": x})
 
 
 def _cifar_builder(depth):

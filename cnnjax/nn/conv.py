@@ -16,9 +16,18 @@ default_kernel_init = jax.nn.initializers.he_normal()
 default_bias_init = jax.nn.initializers.zeros
 
 
-def _kernel_shape(kernel_size, in_per_group, out, spatial_dims, fn, stride, dilation):
+def _init_params(layer, cin, cout, kernel_size, groups, transposed, spatial_dims, stride, dilation, use_bias,
+                 kernel_init, bias_init, param_dtype, rngs):
+    """Check the channels, then create ``kernel`` ((*k, C_in/g, C_out), or (*k, C_in, C_out/g) transposed) and ``bias``."""
+    fn = type(layer).__name__
+    if cin % groups or cout % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide in_channels={cin} and out_channels={cout}")
     n = _args.spatial_rank(fn, ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation), spatial_dims=spatial_dims)
-    return _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1) + (in_per_group, out)
+    k = _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    shape = k + ((cin, cout // groups) if transposed else (cin // groups, cout))
+    layer.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
+    layer.bias = nnx.Param(bias_init(rngs.params(), (cout,), param_dtype)) if use_bias else None
+    layer.in_channels, layer.out_channels, layer.kernel_size = cin, cout, k
 
 
 def _cast(dtype, *arrays):
@@ -66,14 +75,8 @@ class Conv(nnx.Module):
         spatial_dims: int | None = None,
         rngs: nnx.Rngs,
     ):
-        fn = type(self).__name__
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{fn}: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        shape = _kernel_shape(kernel_size, in_channels // groups, out_channels, spatial_dims, fn, stride, dilation)
-        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), (out_channels,), param_dtype)) if use_bias else None
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = shape[:-2]
+        _init_params(self, in_channels, out_channels, kernel_size, groups, False, spatial_dims, stride, dilation,
+                     use_bias, kernel_init, bias_init, param_dtype, rngs)
         self.stride, self.padding, self.padding_mode = stride, padding, padding_mode
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 
@@ -122,14 +125,8 @@ class ConvTranspose(nnx.Module):
         spatial_dims: int | None = None,
         rngs: nnx.Rngs,
     ):
-        fn = type(self).__name__
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{fn}: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        shape = _kernel_shape(kernel_size, in_channels, out_channels // groups, spatial_dims, fn, stride, dilation)
-        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), (out_channels,), param_dtype)) if use_bias else None
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = shape[:-2]
+        _init_params(self, in_channels, out_channels, kernel_size, groups, True, spatial_dims, stride, dilation,
+                     use_bias, kernel_init, bias_init, param_dtype, rngs)
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 

@@ -8,8 +8,8 @@ import textwrap
 
 
 def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
-    code = textwrap.dedent(
-        """
+    code = textwrap.dedent(  # raw: the regex below keeps its backslashes
+        r"""
         import jax, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
         from cnnjax.train import TrainConfig, fit
