@@ -7,7 +7,7 @@ to guess. ``stride`` defaults to ``window``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
