@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -20,6 +22,18 @@ class DatasetNotFoundError(ValueError):
     """The dataset is neither one cnnjax can make offline nor prepared in ``data_dir``."""
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """TFDS warns through absl that an unprepared folder has no dataset_info.json: expected here, not news."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The TFDS builder for ``name``, prepared as ``array_record``.
 
@@ -28,18 +42,21 @@ def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """
     data_dir = data_dir or default_data_dir()
     if name in BUILDERS:
-        b = BUILDERS[name](data_dir=data_dir, file_format="array_record")
-        if not b.is_prepared():
-            b.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
+        with _quiet_absl():
+            b = BUILDERS[name](data_dir=data_dir, file_format="array_record")
+            if not b.is_prepared():
+                b.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
         return b
     try:
-        b = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        with _quiet_absl():
+            b = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+            prepared = b.is_prepared()
     except Exception as e:  # unknown to the TFDS catalog
         raise DatasetNotFoundError(
             f"unknown dataset {name!r}: cnnjax makes {', '.join(sorted(BUILDERS))} offline; any TFDS catalog "
             f"name (mnist, fashion_mnist, cifar10, ...) works once prepared. TFDS said: {str(e).splitlines()[0]}"
         ) from None
-    if not b.is_prepared():
+    if not prepared:
         raise DatasetNotFoundError(
             f"dataset {name!r} is not prepared in {data_dir} (looked for {b.data_dir}), and cnnjax never downloads at "
             f"run time. Prepare it once where there is internet, as array_record:\n"
