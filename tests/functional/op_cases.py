@@ -76,6 +76,11 @@ OPS = {
             x, s, s, {"mean": s, "var": abs(s) + 1}, training=False)[0]),
         (4, 5, 3),
     ),
+    "batch_norm_train": _with_params(
+        lambda rng, dt: (lambda x, s=_arr(rng, (3,), dt): F.batch_norm(
+            x, s, s, {"mean": s, "var": abs(s) + 1}, training=True)[0]),
+        (4, 5, 3),
+    ),
     "layer_norm": _with_params(lambda rng, dt: (lambda x, s=_arr(rng, (3,), dt): F.layer_norm(x, s, s)), (4, 5, 3)),
     "group_norm": _with_params(lambda rng, dt: (lambda x, s=_arr(rng, (4,), dt): F.group_norm(x, 2, s, s, spatial_dims=2)), (4, 5, 4)),
     "instance_norm": _simple(lambda x: F.instance_norm(x, spatial_dims=1), (6, 3)),
@@ -85,4 +90,4 @@ OPS = {
 
 # Ops whose batched call intentionally differs from vmap over examples:
 # training batch norm couples the batch, a fixed dropout key draws one mask for all.
-NOT_PER_EXAMPLE = {"dropout"}
+NOT_PER_EXAMPLE = {"dropout", "batch_norm_train"}
