@@ -91,6 +91,19 @@ class ArrayDataset:
         return dataclasses.replace(self, x_train=f(self.x_train), x_test=f(self.x_test))
 
 
+def as_model_input(x: np.ndarray, signal_ndim: int = 1) -> np.ndarray:
+    """float32 inputs: ``uint8`` images scaled to ``[0, 1]``; signals without a channel axis
+    (``signal_ndim`` dims from the end, e.g. ``(N, L)`` or one ``(L,)``) get one."""
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x[..., None] if x.ndim == signal_ndim else x
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (plus 1e-8) over every axis but the last."""
+    axes = tuple(range(x.ndim - 1))
+    return x.mean(axis=axes), x.std(axis=axes) + 1e-8
+
+
 def _read_split(b: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarray]:
     source = b.as_data_source(split=split)
     records = source.__getitems__(list(range(len(source))))
@@ -111,14 +124,8 @@ def load_arrays(name: str, *, data_dir: str | None = None) -> ArrayDataset:
     b = builder(name, data_dir)
     x_key, y_key = b.info.supervised_keys
     splits = {s: _read_split(b, s) for s in ("train", "test")}
-    x = {}
-    for s, d in splits.items():
-        v = d[x_key]
-        v = v.astype(np.float32) / 255.0 if v.dtype == np.uint8 else v.astype(np.float32)
-        x[s] = v[..., None] if v.ndim == 2 else v  # (N, L) signals get a channel axis
-    axes = tuple(range(x["train"].ndim - 1))
-    mean = x["train"].mean(axis=axes)
-    std = x["train"].std(axis=axes) + 1e-8
+    x = {s: as_model_input(d[x_key], signal_ndim=2) for s, d in splits.items()}
+    mean, std = channel_stats(x["train"])
     extras = {s: {k: v for k, v in d.items() if k not in (x_key, y_key)} for s, d in splits.items()}
     return ArrayDataset(
         name=name, x_train=x["train"], y_train=splits["train"][y_key].astype(np.int32), x_test=x["test"],

@@ -15,9 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.data.load import builder
+from cnnjax.data.load import as_model_input, builder, channel_stats
 
 STREAM_THRESHOLD_BYTES = 1 << 30  # datasets above ~1 GB stream instead of living on the device
+
+
+def epoch_permutation(seed: jax.Array | int, epoch: int, n: int) -> jax.Array:
+    """The order of epoch ``epoch``: a permutation of ``range(n)`` drawn from ``fold_in(key(seed), epoch)``.
+
+    Single runs and vmapped ensemble members both use it, so member ``seed`` sees the same batches as
+    the single run with that seed.
+    """
+    return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), n)
 
 
 class InMemoryBatches:
@@ -30,7 +39,7 @@ class InMemoryBatches:
         self.steps_per_epoch = self.n // batch_size
 
     def epoch(self, epoch: int, start: int, stop: int) -> Iterator[tuple]:
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.key(self.seed), epoch), self.n)
+        perm = epoch_permutation(self.seed, epoch, self.n)
         for i in range(start, stop):
             yield self.x, self.y, perm, i
 
@@ -54,18 +63,14 @@ class GrainBatches:
         self.batch_size, self.seed = batch_size, seed
         self.steps_per_epoch = len(self.train) // batch_size
         self.read = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
-        sample = np.stack([self._x(r) for r in self.train.__getitems__(list(range(min(stats_examples, len(self.train)))))])
-        axes = tuple(range(sample.ndim - 1))
-        self.mean, self.std = sample.mean(axis=axes), sample.std(axis=axes) + 1e-8
+        records = self.train.__getitems__(list(range(min(stats_examples, len(self.train)))))
+        sample = np.stack([as_model_input(np.asarray(r[self.x_key])) for r in records])
+        self.mean, self.std = channel_stats(sample)
         self.input_shape = sample.shape[1:]
 
-    def _x(self, record) -> np.ndarray:
-        x = np.asarray(record[self.x_key])
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-        return x[..., None] if x.ndim == 1 else x
-
     def _example(self, record):
-        return (self._x(record) - self.mean) / self.std, np.int32(record[self.y_key])
+        x = as_model_input(np.asarray(record[self.x_key]))
+        return (x - self.mean) / self.std, np.int32(record[self.y_key])
 
     def _dataset(self, source, shuffle_seed: int | None) -> grain.MapDataset:
         ds = grain.MapDataset.source(source)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from cnnjax import models
 from cnnjax.data import augment as make_augment
 from cnnjax.data import load_arrays
+from cnnjax.data.stream import epoch_permutation
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.loop import TrainingError, build_model
 from cnnjax.train.optim import make_injectable_optimizer
@@ -112,7 +113,7 @@ def fit_ensemble(
                            augment=make_augment(cfg.augment) if cfg.augment else None, jit=False)
     vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None)), donate_argnums=0)
     veval = jax.jit(jax.vmap(make_eval_step(eval_def, jit=False), in_axes=(0, 0, None, None)))
-    perms = jax.jit(jax.vmap(lambda s, e: jax.random.permutation(jax.random.fold_in(jax.random.key(s), e), n), in_axes=(0, None)))
+    perms = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,7 @@ def fit_ensemble(
     t0 = time.perf_counter()
     while done < total:
         epoch = done // steps_per_epoch
-        p = perms(member_seeds, epoch)
+        p = perms(member_seeds, epoch, n)
         fresh = jax.vmap(lambda _: zero_metrics())(member_seeds)
         state["acc"] = {**fresh, "first_bad_step": state["acc"]["first_bad_step"]}  # divergence is remembered
         steps = min(steps_per_epoch, total - done)
