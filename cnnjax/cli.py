@@ -46,16 +46,22 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
+def _run_config(run_dir: Path, parser: argparse.ArgumentParser, flag: str = ""):
+    """The config saved in a run directory, or a one-line usage error naming what is missing."""
+    from cnnjax.train import TrainConfig
+
+    if not (run_dir / "config.json").exists():
+        parser.error(f"{flag}{run_dir} is not a run directory (no config.json)")
+    return TrainConfig.load(run_dir / "config.json")
+
+
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cnnjax import models
     from cnnjax.data import BUILDERS
     from cnnjax.train import OPTIMIZERS, SCHEDULES, TrainConfig, fit
 
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.json").exists():
-            parser.error(f"--resume {run_dir}: not a run directory (no config.json)")
-        cfg = TrainConfig.load(run_dir / "config.json")
+        cfg = _run_config(Path(args.resume), parser, "--resume ")
     else:
         cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
         overrides = {k: getattr(args, k) for k in (*_FLAGS, *_BOOL_FLAGS) if getattr(args, k) is not None}
@@ -130,16 +136,14 @@ def _ensemble(cfg, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from cnnjax.train import TrainConfig, build_model, evaluate
+    from cnnjax.train import build_model, evaluate
     from cnnjax.train.loop import make_batches
     from cnnjax.train import checkpoint as ckpt
     from cnnjax.train.optim import make_optimizer
     from cnnjax.train.step import init_state, make_eval_step
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
-        parser.error(f"{run_dir} is not a run directory (no config.json)")
-    cfg = TrainConfig.load(run_dir / "config.json")
+    cfg = _run_config(run_dir, parser)
     if args.data_dir:
         cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
     batches, input_shape, num_classes = make_batches(cfg)

@@ -64,8 +64,6 @@ def restore(mgr: ocp.CheckpointManager, template: dict, where: str) -> tuple[dic
     state = dict(template)
     nnx.replace_by_pure_dict(state["params"], tree["params"])
     nnx.replace_by_pure_dict(state["rest"], tree["rest"])
-    state["opt_state"] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template["opt_state"], tree["opt_state"])
-    state["step"] = jax.numpy.asarray(tree["step"], dtype=np.int32)
-    state["seed"] = jax.numpy.asarray(tree["seed"], dtype=np.int32)
-    state["acc"] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template["acc"], tree["acc"])
+    for key in ("opt_state", "step", "seed", "acc"):  # plain arrays: cast back to the template's dtypes
+        state[key] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template[key], tree[key])
     return state, dict(out["meta"])

@@ -121,7 +121,7 @@ def fit_ensemble(
     (run_dir / "members.json").write_text(json.dumps([{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]))
     x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
-    history, done = [], 0
+    history, done, evaluated = [], 0, None
     bar = tqdm(total=total, disable=not progress, desc=f"{k} x {cfg.model} on {cfg.dataset}", unit="step")
     t0 = time.perf_counter()
     while done < total:
@@ -134,13 +134,15 @@ def fit_ensemble(
             state = vstep(state, x_train, y_train, p, i)
         done += steps
         bar.update(steps)
-        loss, correct, _ = veval(state["params"], state["rest"], x_test, y_test)
-        history.append({"step": done, "epoch": epoch + 1, "test_acc": (np.asarray(correct) / len(ds.x_test)).tolist()})
+        evaluated = [np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test)]
+        history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / len(ds.x_test)).tolist()})
     bar.close()
     wall = time.perf_counter() - t0
 
     acc = jax.device_get(state["acc"])
-    loss, correct, top5 = (np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test))
+    if evaluated is None:  # no steps were asked for: evaluate the initial members
+        evaluated = [np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test)]
+    loss, correct, top5 = evaluated  # the last epoch's evaluation is of the final parameters
     rows = []
     for m, (seed, lr_, wd_) in enumerate(grid):
         bad = int(acc["first_bad_step"][m])
