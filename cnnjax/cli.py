@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
 _PENDING = {
     "sweep": "experiments/ (issue: scripted studies and ablations)",
-    "bench": "benchmarks/ (issue: performance)",
     "experiment": "experiments/ (issue: scripted studies and ablations)",
 }
 
@@ -19,7 +19,7 @@ _FLAGS = {
     "model": str, "dataset": str, "epochs": int, "steps": int, "batch_size": int, "optimizer": str, "lr": float,
     "schedule": str, "warmup_steps": int, "momentum": float, "weight_decay": float, "grad_clip": float,
     "label_smoothing": float, "seed": int, "data_dir": str, "run_dir": str, "checkpoint_every": int,
-    "keep_checkpoints": int, "eval_every": int, "augment": str, "num_devices": int,
+    "keep_checkpoints": int, "eval_every": int, "augment": str, "num_devices": int, "compute_dtype": str,
 }
 _BOOL_FLAGS = {"stream": "stream through Grain (default: only datasets above 1 GB)"}
 
@@ -59,6 +59,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cnnjax import models
     from cnnjax.data import BUILDERS
     from cnnjax.train import OPTIMIZERS, SCHEDULES, TrainConfig, fit
+    from cnnjax.train.step import COMPUTE_DTYPES
 
     if args.resume:
         cfg = _run_config(Path(args.resume), parser, "--resume ")
@@ -70,6 +71,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"unknown --model {cfg.model!r}; choose from: {', '.join(models.list_models())}")
     if cfg.optimizer not in OPTIMIZERS:
         parser.error(f"unknown --optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
+    if cfg.compute_dtype not in COMPUTE_DTYPES:
+        parser.error(f"unknown --compute-dtype {cfg.compute_dtype!r}; choose from: {', '.join(COMPUTE_DTYPES)}")
     if cfg.schedule not in SCHEDULES:
         parser.error(f"unknown --schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
     for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "eval_every"):
@@ -156,6 +159,18 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _bench(argv: list[str]) -> int:
+    """Run ``python -m benchmarks`` with ``argv``; the suite lives beside the package in a source checkout."""
+    sys.path.insert(0, os.getcwd())
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        print("cnnjax bench: error: no benchmarks/ folder here; run it from the root of a cnnjax source checkout",
+              file=sys.stderr)
+        return 2
+    return bench_main(argv)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnjax", description="cnnjax: a JAX/Flax library for CNN research")
     sub = parser.add_subparsers(dest="command")
@@ -172,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the test split")
     ev.add_argument("run_dir")
     ev.add_argument("--data-dir", default=None)
+    bench = sub.add_parser("bench", help="time cnnjax vs plain Flax vs PyTorch (the benchmarks/ folder of a source checkout)",
+                           add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
     for name, what in _PENDING.items():
         p = sub.add_parser(name, help=f"(not yet available: needs {what})")
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -179,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # all its flags (--help too) belong to the benchmark command
+        return _bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

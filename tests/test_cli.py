@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _run(*args):
@@ -17,9 +18,19 @@ def test_cnnjax_lists_what_exists():
 
 
 def test_pending_commands_say_so_plainly():
-    out = _run("bench")
+    out = _run("sweep")
     assert out.returncode == 0, out.stderr
-    assert "`cnnjax bench` is not available yet" in out.stdout
+    assert "`cnnjax sweep` is not available yet" in out.stdout
+
+
+def test_bench_runs_the_checkouts_benchmarks_and_says_where_they_are_missing(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "bench", "--help"], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "usage: python -m benchmarks" in out.stdout and "--frameworks" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "bench"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "no benchmarks/ folder here" in out.stderr
 
 
 def test_unknown_command_is_a_one_line_usage_error():

@@ -14,6 +14,7 @@ from cnnjax.functional.conv import (
     conv_transpose_output_size,
     convolve,
 )
+from cnnjax.functional.conv_strategies import conv_strategy
 from cnnjax.functional.dropout import dropout
 from cnnjax.functional.norm import (
     batch_norm,
@@ -46,6 +47,7 @@ __all__ = [
     "conv",
     "conv_output_size",
     "conv_param_count",
+    "conv_strategy",
     "conv_transpose",
     "conv_transpose_output_size",
     "convolve",

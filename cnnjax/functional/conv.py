@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnnjax.functional import _args
+from cnnjax.functional import _args, conv_strategies
 from cnnjax.functional.padding import pad_spatial
 
 def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
@@ -70,6 +70,7 @@ def conv(
     input_dilation: int | Sequence[int] = 1,
     groups: int = 1,
     precision: Any = None,
+    strategy: str = "auto",
 ) -> jnp.ndarray:
     """N-D cross-correlation (what every DL framework calls convolution), channels-last.
 
@@ -89,11 +90,15 @@ def conv(
       input_dilation: spacing inserted between input elements (fractional stride).
       groups: grouped conv; ``groups == C_in`` (with ``w`` of shape ``(*k, 1, C_out)``) is depthwise.
       precision: passed to ``lax.conv_general_dilated``.
+      strategy: "auto" (by shape and backend; see :mod:`cnnjax.functional.conv_strategies`),
+        "lax" (XLA's convolution) or "im2col" (patches @ kernel; groups=1, input_dilation=1).
+        All give the same result to float rounding.
 
     Returns:
       ``(*batch, *out_spatial, C_out)`` with, per spatial dim,
       ``o = floor((i' + lo + hi - d(k-1) - 1) / s) + 1`` where ``i' = (i-1)*input_dilation + 1``.
-      Half-precision inputs accumulate in float32 and return their own dtype.
+      Half-precision inputs accumulate in float32 inside XLA's convolution (on CPU, GPU and TPU)
+      and return their own dtype, so no float32 copy of the output is ever written.
 
     Example:
       >>> x = jnp.ones((8, 28, 28, 3))
@@ -101,7 +106,7 @@ def conv(
       >>> conv(x, w, stride=2, padding="SAME").shape
       (8, 14, 14, 16)
     """
-    return _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, "conv")
+    return _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, "conv")
 
 
 def convolve(
@@ -116,6 +121,7 @@ def convolve(
     input_dilation: int | Sequence[int] = 1,
     groups: int = 1,
     precision: Any = None,
+    strategy: str = "auto",
 ) -> jnp.ndarray:
     """True (textbook) convolution: the kernel is flipped in every spatial dim.
 
@@ -131,10 +137,10 @@ def convolve(
     """
     n = _check_kernel(w, "convolve")
     w = jnp.flip(w, axis=tuple(range(n)))
-    return _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, "convolve")
+    return _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, "convolve")
 
 
-def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, fn):
+def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, fn):
     x, w = jnp.asarray(x), jnp.asarray(w)
     n = _check_kernel(w, fn)
     _args.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
@@ -156,11 +162,15 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
     in_size = [(i - 1) * s + 1 for i, s in zip(x.shape[-n - 1 : -1], in_dil)]
     pads = _args.resolve_padding(padding, in_size, kernel, strides, dil, fn)
     _args.check_window_fits(in_size, pads, kernel, dil, fn)
+    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, fn)
 
     dtype = jnp.result_type(x, w)
     x, batch = flatten_batch(x.astype(dtype), n)
     if padding_mode != "zeros":
         x, pads = pad_spatial(x, pads, padding_mode), [(0, 0)] * n
+    if strategy == "im2col":
+        y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
+        return _finish(y, b, dtype, batch)
     y = lax.conv_general_dilated(
         x,
         w.astype(dtype),
@@ -171,7 +181,6 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         dimension_numbers=dimension_numbers(n),
         feature_group_count=groups,
         precision=precision,
-        preferred_element_type=_args.accumulation_dtype(dtype),
     )
     return _finish(y, b, dtype, batch)
 
@@ -264,7 +273,6 @@ def conv_transpose(
         dimension_numbers=dimension_numbers(n),
         feature_group_count=g,
         precision=precision,
-        preferred_element_type=_args.accumulation_dtype(dtype),
     )
     return _finish(y, b, dtype, batch)
 

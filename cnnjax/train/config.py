@@ -28,6 +28,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = None  # global-norm clipping
     label_smoothing: float = 0.0
+    compute_dtype: str = "float32"  # float32 | bfloat16 (mixed precision: float32 params, optimizer and norm statistics)
     seed: int = 0
     augment: str = ""  # e.g. "crop,flip" (see cnnjax.data.AUGMENTATIONS)
     num_devices: int | None = None  # data parallelism over this many local devices (default: all)

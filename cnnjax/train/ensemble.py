@@ -110,9 +110,10 @@ def fit_ensemble(
 
     state = jax.jit(jax.vmap(init_member))(member_seeds, member_lr, member_wd)
     step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing,
-                           augment=make_augment(cfg.augment) if cfg.augment else None, jit=False)
+                           augment=make_augment(cfg.augment) if cfg.augment else None,
+                           compute_dtype=cfg.compute_dtype, jit=False)
     vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None)), donate_argnums=0)
-    veval = jax.jit(jax.vmap(make_eval_step(eval_def, jit=False), in_axes=(0, 0, None, None)))
+    veval = jax.jit(jax.vmap(make_eval_step(eval_def, cfg.compute_dtype, jit=False), in_axes=(0, 0, None, None)))
     perms = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -130,9 +130,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     train_def, eval_def, state = init_state(model, tx, cfg.seed)
     train_step = make_train_step(
         train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
-        batch_sharding=by_batch if mesh.size > 1 else None,
+        batch_sharding=by_batch if mesh.size > 1 else None, compute_dtype=cfg.compute_dtype,
     )
-    eval_step = make_eval_step(eval_def)
+    eval_step = make_eval_step(eval_def, cfg.compute_dtype)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,21 @@ def new_state(params: Any, rest: Any, tx: optax.GradientTransformation, seed: An
             "seed": jnp.asarray(seed, jnp.int32), "acc": zero_metrics()}
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def check_compute_dtype(name: str) -> Any:
+    """``jnp.float32`` or ``jnp.bfloat16`` from its name; a clear error otherwise."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+    return jnp.dtype(name)
+
+
+def cast_floating(tree: Any, dtype: Any) -> Any:
+    """Cast the floating-point leaves of ``tree`` to ``dtype`` (integers, keys and ``None`` untouched)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def zero_metrics() -> dict[str, jax.Array]:
     return {"loss": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32),
             "first_bad_step": jnp.full((), -1, jnp.int32)}
@@ -46,6 +61,7 @@ def make_train_step(
     *,
     augment: Callable | None = None,
     batch_sharding: Any = None,
+    compute_dtype: str = "float32",
     jit: bool = True,
 ) -> Callable:
     """The ``(state, x_all, y_all, perm, i) -> state`` step, jitted with ``state`` donated (``jit=False``: the
@@ -54,10 +70,18 @@ def make_train_step(
     ``augment(key, batch)`` runs on the device with a key from ``(state['seed'], step)``, so a
     resumed run draws the same augmentations. ``batch_sharding`` (a ``NamedSharding``) splits
     the batch across devices; parameters stay as they are placed (replicated).
+
+    ``compute_dtype="bfloat16"`` is mixed precision: the forward and backward passes run on
+    bfloat16 copies of the parameters and inputs, while the parameters, their gradients, the
+    optimizer state, the loss and the normalisation statistics stay float32.
     """
+    dtype = check_compute_dtype(compute_dtype)
+
     def loss_fn(params, rest, x, y):
+        if dtype != jnp.float32:
+            params, x = cast_floating(params, dtype), x.astype(dtype)
         model = nnx.merge(train_def, params, rest, copy=True)  # fresh Variables at this trace level, so BatchNorm may update them
-        logits = model(x)
+        logits = model(x).astype(jnp.float32)
         targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         return loss, (logits, nnx.split(model, nnx.Param, ...)[2])
@@ -86,11 +110,14 @@ def make_train_step(
     return jax.jit(step, donate_argnums=0) if jit else step
 
 
-def make_eval_step(eval_def: Any, jit: bool = True) -> Callable:
+def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = True) -> Callable:
     """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct)`` over one batch, in eval mode."""
+    dtype = check_compute_dtype(compute_dtype)
 
     def evaluate(params, rest, x, y):
-        logits = nnx.merge(eval_def, params, rest, copy=True)(x)
+        if dtype != jnp.float32:
+            params, x = cast_floating(params, dtype), x.astype(dtype)
+        logits = nnx.merge(eval_def, params, rest, copy=True)(x).astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
         top5 = jnp.argsort(logits, -1)[..., -min(5, logits.shape[-1]):]
         return loss, jnp.sum(jnp.argmax(logits, -1) == y), jnp.sum(jnp.any(top5 == y[..., None], -1))

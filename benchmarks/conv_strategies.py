@@ -1,0 +1,48 @@
+"""Conv strategies on CPU: each training workload and conv shape under "lax", "im2col" and "auto".
+
+This is the measurement behind :mod:`cnnjax.functional.conv_strategies`' rule.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.harness import jax_sync, timeit
+from benchmarks.ops import CONVS, _jax_fwd_bwd
+from benchmarks.workloads import Workload, cnnjax_runner
+from cnnjax import functional as F
+
+MODELS = [
+    Workload("MNIST-1D CNN, batch 100", "mnist1d_cnn", (40, 1), 100, optimizer="sgd"),
+    Workload("MNIST-1D ConvBase, batch 100", "mnist1d_convbase", (40, 1), 100, optimizer="sgd"),
+    Workload("SimpleCNN, batch 128", "simple_cnn", (28, 28, 1), 128),
+    Workload("LeNet-5, batch 128", "lenet5", (32, 32, 1), 128),
+]
+
+
+def strategy_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for strategy in F.conv_strategies.STRATEGIES:
+        for w in MODELS[:1] if quick else MODELS:
+            with F.conv_strategy(strategy):  # the strategy is fixed when the step is traced, on its first call
+                run, sync, _ = cnnjax_runner(w)
+                rows.append({"workload": w.name, "framework": f"cnnjax, {strategy}", **timeit(run, sync, repeats=repeats)})
+        for label, xs, ws, stride, pad, groups in CONVS[:1] if quick else CONVS:
+            if groups != 1:
+                continue
+            n = len(ws) - 2
+            x, k = jnp.asarray(rng.normal(size=xs), jnp.float32), jnp.asarray(rng.normal(size=ws), jnp.float32)
+            # the kernel gradient only, as for a first layer in training (no gradient flows into the data)
+            conv = functools.partial(F.conv, stride=(stride,) * n, padding=pad, strategy=strategy)
+            g = jax.jit(jax.grad(lambda k, x: jnp.sum(conv(x, k))))
+            rows.append({"workload": f"{label}: kernel grad", "framework": f"cnnjax, {strategy}",
+                         **timeit(lambda: g(k, x), jax_sync, repeats=repeats)})
+            fb = _jax_fwd_bwd(conv, x, k)
+            rows.append({"workload": f"{label}: fwd+bwd", "framework": f"cnnjax, {strategy}",
+                         **timeit(fb, jax_sync, repeats=repeats)})
+    return rows

@@ -1,0 +1,106 @@
+"""How :func:`cnnjax.functional.conv` computes: XLA's convolution or im2col + one matrix product.
+
+Both compute the same function (equal to float rounding, gradients included). The choice is
+made per shape, dtype and backend by a fixed rule (so runs stay bit-reproducible), cached,
+and can be overridden per call (``conv(..., strategy="im2col")``) or for a block of code
+(``with conv_strategy("lax"): ...``).
+
+Why a rule and not autotuning: timing candidates at trace time would make the choice, and
+so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
+on a 2-core AVX-512 CPU (``benchmarks/results/``). XLA:CPU's convolution is slow, forward
+plus backward, for 1x1 kernels (which are plain matrix products), for strided convs, and
+when the contraction ``C_in * prod(kernel)`` is small (first layers on 1- or 3-channel
+inputs); there a matrix product over explicitly gathered patches was 1.5-3x faster. For
+stride-1 convs with many channels XLA's convolution wins and is kept. On GPU and TPU, XLA's
+convolution (cuDNN) is used everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import math
+from typing import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+STRATEGIES = ("auto", "lax", "im2col")
+
+#: On CPU, im2col is chosen when ``C_in * prod(kernel)`` is at most this (or the kernel is 1x1, or strided).
+IM2COL_MAX_CONTRACTION = 32
+
+_override: list[str] = []
+
+
+def check_strategy(strategy: str, fn: str) -> str:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"{fn}: unknown strategy {strategy!r}; allowed: {', '.join(map(repr, STRATEGIES))}")
+    return strategy
+
+
+@contextlib.contextmanager
+def conv_strategy(strategy: str) -> Iterator[None]:
+    """Use ``strategy`` for every ``conv`` traced inside the block that does not name its own.
+
+    Example:
+      >>> x, w = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
+      >>> from cnnjax.functional import conv
+      >>> with conv_strategy("lax"):
+      ...     y = conv(x, w)
+      >>> bool(jnp.allclose(y, conv(x, w, strategy="im2col")))
+      True
+    """
+    _override.append(check_strategy(strategy, "conv_strategy"))
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
+def supports_im2col(groups: int, input_dilation: Sequence[int]) -> bool:
+    return groups == 1 and all(d == 1 for d in input_dilation)
+
+
+@functools.lru_cache(maxsize=4096)
+def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], supported: bool) -> str:
+    if backend != "cpu" or not supported:
+        return "lax"
+    small = c_in * math.prod(kernel) <= IM2COL_MAX_CONTRACTION
+    return "im2col" if small or math.prod(kernel) == 1 or any(s > 1 for s in strides) else "lax"
+
+
+def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
+            input_dilation: Sequence[int], fn: str) -> str:
+    """The strategy a conv of this geometry runs with on the default backend."""
+    strategy = check_strategy(strategy, fn)
+    if strategy == "auto" and _override:
+        strategy = _override[-1]
+    supported = supports_im2col(groups, input_dilation)
+    if strategy == "auto":
+        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), supported)
+    if strategy == "im2col" and not supported:
+        raise ValueError(f"{fn}: strategy='im2col' needs groups=1 and input_dilation=1, got groups={groups}, "
+                         f"input_dilation={tuple(input_dilation)}")
+    return strategy
+
+
+def im2col_conv(x, w, strides, pads, dilation, precision):
+    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` -> ``(N, *out, C_out)``: gather the ``prod(k)``
+    shifted, strided views of the padded input side by side, then one matrix product.
+
+    The feature order (kernel offset major, channel minor) matches ``w.reshape(-1, C_out)``.
+    """
+    n = len(strides)
+    kernel = w.shape[:n]
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+    out = [(x.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // strides[i] + 1 for i in range(n)]
+    views = []
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        start = (0, *(o * d for o, d in zip(offset, dilation)), 0)
+        limit = (x.shape[0], *(s + st * (m - 1) + 1 for s, st, m in zip(start[1:], strides, out)), x.shape[-1])
+        views.append(lax.slice(x, start, limit, (1, *strides, 1)))
+    patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+    return jnp.matmul(patches, w.reshape(-1, w.shape[-1]), precision=precision)

@@ -1,0 +1,109 @@
+"""Conv strategies: every strategy computes the same function and gradients; the automatic choice and overrides."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.functional import conv, conv_strategies, conv_strategy, convolve
+
+# (x shape, kernel shape, keyword arguments): 1-D/2-D/3-D, strides, dilation, every padding form and mode
+CASES = [
+    ((2, 11, 1), (3, 1, 4), {}),
+    ((3, 2, 17, 3), (5, 3, 6), {"stride": (2,), "padding": "CAUSAL"}),
+    ((2, 9, 8, 1), (3, 3, 1, 5), {"padding": "SAME"}),
+    ((2, 9, 8, 3), (3, 2, 3, 4), {"stride": (2, 3), "padding": ((1, 0), (2, 1))}),
+    ((2, 10, 10, 2), (3, 3, 2, 3), {"dilation": (2, 1), "padding": 2, "padding_mode": "circular"}),
+    ((1, 8, 7, 2), (3, 3, 2, 2), {"padding": 1, "padding_mode": "reflect"}),
+    ((2, 6, 6, 5), (1, 1, 5, 7), {}),
+    ((1, 5, 6, 4, 2), (2, 3, 2, 2, 3), {"stride": (1, 2, 1), "padding": "SAME", "padding_mode": "replicate"}),
+]
+
+
+def _arrays(xs, ws, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=xs), dtype), jnp.asarray(rng.normal(size=ws), dtype), jnp.asarray(rng.normal(size=ws[-1]), dtype)
+
+
+@pytest.mark.parametrize("xs, ws, kw", CASES)
+def test_im2col_equals_lax_forward_and_gradients(xs, ws, kw):
+    x, w, b = _arrays(xs, ws)
+    outs, grads = [], []
+    for strategy in ("lax", "im2col"):
+        f = lambda x, w, b, s=strategy: conv(x, w, b, strategy=s, **kw)
+        y = f(x, w, b)
+        ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
+        outs.append(y)
+        grads.append(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2))(x, w, b))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for g_im2col, g_lax in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(g_im2col, g_lax, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs, ws, kw", CASES[:4])
+def test_im2col_float64_gradients_match_finite_differences(xs, ws, kw):
+    from jax.test_util import check_grads
+
+    with jax.enable_x64():
+        x, w, _ = _arrays(xs, ws, np.float64)
+        check_grads(lambda x, w: conv(x, w, strategy="im2col", **kw), (x, w), order=1, modes=("rev", "fwd"), eps=1e-4)
+
+
+def test_im2col_jit_vmap_and_bfloat16():
+    x, w, _ = _arrays((4, 3, 9, 9, 1), (3, 3, 1, 2))
+    f = lambda x: conv(x, w, strategy="im2col", padding="SAME")
+    np.testing.assert_allclose(jax.jit(f)(x), f(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(f)(x), f(x), rtol=1e-6)
+    lo = conv(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), strategy="im2col")
+    assert lo.dtype == jnp.bfloat16
+    np.testing.assert_allclose(lo.astype(jnp.float32), conv(x, w, strategy="lax"), rtol=5e-2, atol=5e-2)
+
+
+def test_convolve_takes_a_strategy_too():
+    x, w, _ = _arrays((2, 12, 1), (4, 1, 3))
+    np.testing.assert_allclose(convolve(x, w, strategy="im2col"), convolve(x, w, strategy="lax"), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in, kernel, strides, expected", [
+    (1, (3, 3), (1, 1), "im2col"),  # tiny contraction: a first layer
+    (3, (3, 3), (1, 1), "im2col"),
+    (64, (1, 1), (1, 1), "im2col"),  # 1x1: a plain matrix product
+    (16, (3, 3), (2, 2), "im2col"),  # strided
+    (16, (3, 3), (1, 1), "lax"),  # many channels, stride 1: XLA's conv wins
+    (64, (3,), (1,), "lax"),
+])
+def test_auto_rule_on_cpu(c_in, kernel, strides, expected):
+    assert conv_strategies._auto("cpu", c_in, kernel, strides, True) == expected
+    assert conv_strategies._auto("gpu", c_in, kernel, strides, True) == "lax"
+    assert conv_strategies._auto("cpu", c_in, kernel, strides, False) == "lax"  # grouped or input-dilated
+
+
+def test_choice_is_cached_per_shape():
+    conv_strategies._auto.cache_clear()
+    x, w, _ = _arrays((2, 8, 8, 1), (3, 3, 1, 2))
+    for _ in range(3):
+        conv(x, w)
+    info = conv_strategies._auto.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+
+
+def test_context_manager_overrides_auto_and_an_explicit_argument_overrides_both():
+    args = (1, (3, 3), (1, 1), 1, (1, 1), "conv")
+    with conv_strategy("lax"):
+        assert conv_strategies.resolve("auto", *args) == "lax"
+        assert conv_strategies.resolve("im2col", *args) == "im2col"
+        with conv_strategy("im2col"):
+            assert conv_strategies.resolve("auto", *args) == "im2col"
+        assert conv_strategies.resolve("auto", *args) == "lax"
+    assert conv_strategies.resolve("auto", *args) == ("im2col" if jax.default_backend() == "cpu" else "lax")
+
+
+def test_bad_strategies_are_clear_errors():
+    x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
+    with pytest.raises(ValueError, match="strategy='im2col' needs groups=1 and input_dilation=1, got groups=2"):
+        conv(x, w, groups=2, strategy="im2col")
+    with pytest.raises(ValueError, match=r"conv: unknown strategy 'fft'; allowed: 'auto', 'lax', 'im2col'"):
+        conv(x, w[:, :, :1].repeat(4, 2), strategy="fft")
+    with pytest.raises(ValueError, match="conv_strategy: unknown strategy 'winograd'"):
+        with conv_strategy("winograd"):
+            pass
