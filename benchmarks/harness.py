@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import time
 from typing import Any, Callable
 
@@ -56,23 +55,14 @@ def matmul_peak(dtype: Any = jnp.float32, n: int | None = None) -> float:
     return 2 * n ** 3 / r["median_s"]
 
 
-def peak_memory_bytes() -> int | None:
-    """Peak device memory (accelerators) or the process's peak resident set (CPU)."""
-    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
-    if stats and "peak_bytes_in_use" in stats:
-        return int(stats["peak_bytes_in_use"])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-        flags = open("/proc/cpuinfo").read()
-        cpu += " (AVX-512)" if "avx512f" in flags else ""
+            cpuinfo = f.read()
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+        cpu = (names[0] if names else cpu) + (" (AVX-512)" if "avx512f" in cpuinfo else "")
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),

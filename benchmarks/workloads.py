@@ -69,18 +69,22 @@ def _loss(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean()
 
 
+def _model(w: Workload) -> nnx.Module:
+    return models.create(w.model, num_classes=w.num_classes, in_channels=w.input_shape[-1], rngs=nnx.Rngs(0))
+
+
 def cnnjax_runner(w: Workload, compute_dtype: str = "float32") -> tuple[Callable, Callable, dict]:
-    """``(run, sync, info)``: ``run()`` does one step; ``info`` has the step's XLA FLOPs and memory."""
-    model = models.create(w.model, num_classes=w.num_classes, rngs=nnx.Rngs(0),
-                          **({"in_channels": w.input_shape[-1]} if w.model != "resnet50" else {}))
+    """``(run, sync, info)``: ``run()`` does one step; ``info`` has the step's XLA FLOPs and memory.
+
+    Per-pixel labels (segmentation) go through the same step: its loss and accuracy are elementwise.
+    """
+    model = _model(w)
     x_np, y_np = _data(w)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     info = {"params": count_params(model)}
     if w.train:
         tx = _tx(w)
         tdef, _, state = init_state(model, tx, 0)
-        if w.segmentation:  # make_train_step's loss is per example; per-pixel labels need the plain step below
-            return _plain_jax_runner(model, tx, x, y, w, info)
         step = make_train_step(tdef, tx, w.batch, compute_dtype=compute_dtype)
         perm = jnp.arange(len(x))
         holder = {"state": state, "i": 0}
@@ -99,37 +103,6 @@ def cnnjax_runner(w: Workload, compute_dtype: str = "float32") -> tuple[Callable
     xb = x[: w.batch]
     info.update(compiled_stats(fwd, params, rest, xb))
     return (lambda: fwd(params, rest, xb)), jax_sync, info
-
-
-def _plain_jax_runner(model, tx, x, y, w, info):
-    """A hand-written jitted step (per-pixel loss) in the same split-once, donated style."""
-    model.train()
-    gdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = (params, rest, tx.init(params))
-
-    def step(state, xb, yb):
-        params, rest, opt = state
-
-        def loss_fn(p):
-            m = nnx.merge(gdef, p, rest, copy=True)
-            return _loss(m(xb), yb), nnx.split(m, nnx.Param, ...)[2]
-
-        (loss, rest), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, updates), rest, opt
-
-    step = jax.jit(step, donate_argnums=0)
-    xs, ys = x.reshape(4, w.batch, *x.shape[1:]), y.reshape(4, w.batch, *y.shape[1:])
-    info.update(compiled_stats(step, state, xs[0], ys[0]))
-    holder = {"state": state, "i": 0}
-
-    def run():
-        i = holder["i"] % 4
-        holder["state"] = step(holder["state"], xs[i], ys[i])
-        holder["i"] += 1
-        return holder["state"][0]
-
-    return run, jax_sync, info
 
 
 def compiled_stats(fn, *args) -> dict:
@@ -156,8 +129,7 @@ def compiled_stats(fn, *args) -> dict:
 
 def flax_runner(w: Workload) -> tuple[Callable, Callable, dict]:
     """The straightforward NNX loop: ``nnx.Optimizer`` and an ``nnx.jit`` step per batch."""
-    model = models.create(w.model, num_classes=w.num_classes, rngs=nnx.Rngs(0),
-                          **({"in_channels": w.input_shape[-1]} if w.model != "resnet50" else {}))
+    model = _model(w)
     x_np, y_np = _data(w)
     xs = [jnp.asarray(x_np[i * w.batch:(i + 1) * w.batch]) for i in range(4)]
     ys = [jnp.asarray(y_np[i * w.batch:(i + 1) * w.batch]) for i in range(4)]
