@@ -23,7 +23,7 @@ from flax import nnx
 from benchmarks.harness import jax_sync, timeit
 from cnnjax import models
 from cnnjax.inspect import count_params
-from cnnjax.train.step import init_state, make_train_step
+from cnnjax.train.step import cast_floating, check_compute_dtype, init_state, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +98,8 @@ def cnnjax_runner(w: Workload, compute_dtype: str = "float32") -> tuple[Callable
         return run, jax_sync, info
     model.eval()
     gdef, params, rest = nnx.split(model, nnx.Param, ...)
-    dtype = jnp.dtype(compute_dtype)
-    fwd = jax.jit(lambda p, r, xb: nnx.merge(gdef, jax.tree.map(lambda a: a.astype(dtype), p), r, copy=True)(xb.astype(dtype)))
+    dtype = check_compute_dtype(compute_dtype)
+    fwd = jax.jit(lambda p, r, xb: nnx.merge(gdef, cast_floating(p, dtype), r, copy=True)(xb.astype(dtype)))
     xb = x[: w.batch]
     info.update(compiled_stats(fwd, params, rest, xb))
     return (lambda: fwd(params, rest, xb)), jax_sync, info
