@@ -6,6 +6,7 @@ of spatial dims, so 1-D, 2-D and 3-D go through the same functions.
 """
 
 from cnnjax.functional import filters
+from cnnjax.functional.antialias import aps_pool, binomial_filter, blur_pool, polyphase_components
 from cnnjax.functional.conv import (
     conv,
     conv_output_size,
@@ -16,6 +17,15 @@ from cnnjax.functional.conv import (
 )
 from cnnjax.functional.conv_strategies import conv_strategy
 from cnnjax.functional.dropout import dropout
+from cnnjax.functional.group import (
+    act_regular,
+    group_batch_norm,
+    group_conv,
+    group_order,
+    group_pool,
+    lifting_conv,
+    transform_plane,
+)
 from cnnjax.functional.norm import (
     batch_norm,
     group_norm,
@@ -40,10 +50,14 @@ from cnnjax.functional.unfold import fold, unfold
 from cnnjax.functional.upsample import pixel_shuffle, pixel_unshuffle, resize, upsample_nearest
 
 __all__ = [
+    "act_regular",
     "adaptive_avg_pool",
     "adaptive_max_pool",
+    "aps_pool",
     "avg_pool",
     "batch_norm",
+    "binomial_filter",
+    "blur_pool",
     "conv",
     "conv_output_size",
     "conv_param_count",
@@ -56,10 +70,15 @@ __all__ = [
     "fold",
     "global_avg_pool",
     "global_max_pool",
+    "group_batch_norm",
+    "group_conv",
     "group_norm",
+    "group_order",
+    "group_pool",
     "init_batch_norm_stats",
     "instance_norm",
     "layer_norm",
+    "lifting_conv",
     "local_response_norm",
     "lp_pool",
     "max_pool",
@@ -68,7 +87,9 @@ __all__ = [
     "pad",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "polyphase_components",
     "resize",
+    "transform_plane",
     "unfold",
     "upsample_nearest",
 ]

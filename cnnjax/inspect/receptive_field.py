@@ -96,6 +96,19 @@ def _reshape(field: dict, in_shape, out_shape) -> Any:
     return out
 
 
+def _padded(eqn, ins: list, axis: int) -> Any:
+    """Concatenation along a spatial axis that pads one big operand with thin strips (circular,
+    reflect and replicate padding) acts like zero padding: the big operand's field, moved by
+    the strips before it. Anything else mixes distant positions: global."""
+    sizes = [v.aval.shape[axis] for v in eqn.invars]
+    main = max((i for i, g in enumerate(ins) if g is not None and axis in g), key=lambda i: sizes[i])
+    if sizes[main] <= sum(sizes) - sizes[main]:
+        return GLOBAL
+    d = ins[main][axis]
+    moved = Dim(d.dim, d.size, d.jump, d.start - sum(sizes[:main]) * d.jump)
+    return {**ins[main], axis: moved}
+
+
 _INNER = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 
 
@@ -120,6 +133,10 @@ def _propagate(jaxpr, fields: list) -> list:
 def _rule(eqn, ins: list) -> list:
     name, p = eqn.primitive.name, eqn.params
     nout = len(eqn.outvars)
+    # Empty operands (jnp.pad's edge mode makes some) carry no input positions.
+    ins = [None if 0 in getattr(v.aval, "shape", (1,)) else g for v, g in zip(eqn.invars, ins)]
+    if all(g is None for g in ins):
+        return [None] * nout
     for key in _INNER if not name.startswith("reduce_window") else ():
         if key in p:
             inner = p[key]
@@ -172,7 +189,7 @@ def _rule(eqn, ins: list) -> list:
                  for a, d in f.items()}]
     if name == "concatenate":
         if p["dimension"] in f:
-            return [GLOBAL]
+            return [_padded(eqn, ins, p["dimension"])]
         return [_union(ins)]
     if name == "split":
         return [None if p["axis"] in f else f] * nout if p["axis"] in f else [f] * nout
@@ -260,7 +277,8 @@ def receptive_field(
     fields, _ = _trace_fields(flat, input_shape, axes)
     rows = []
     for name, f in zip(names, fields):
-        if f is None or f is GLOBAL or len(f) < len(axes):
+        # A spatial input axis spread over several output axes is something we cannot follow: call it global.
+        if f is None or f is GLOBAL or len(f) != len(axes) or len({d.dim for d in f.values()}) != len(axes):
             rows.append(FieldRow(name, None, None, None))
             continue
         dims = sorted(f.values(), key=lambda d: d.dim)

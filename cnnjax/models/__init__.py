@@ -4,7 +4,7 @@ Every model takes channels-last input, returns logits, and with ``return_feature
 also returns a dict of named intermediate feature maps.
 """
 
-from cnnjax.models import densenet, inception, resnet, segmentation, small, vgg, yolo  # noqa: F401  (registers)
+from cnnjax.models import densenet, gcnn, inception, resnet, segmentation, small, vgg, yolo  # noqa: F401  (registers)
 from cnnjax.models.base import Model
 from cnnjax.models.registry import create, list_models, register
 from cnnjax.models.torch_port import load_torch_state_dict

@@ -15,6 +15,7 @@ from flax import nnx
 from cnnjax import functional as F
 from cnnjax import nn
 from cnnjax.models.base import Model
+from cnnjax.models.downsample import check_downsample, maybe_subsample
 from cnnjax.models.registry import register
 
 
@@ -27,12 +28,34 @@ def conv1x1(cin, cout, rngs, stride=1):
     return nn.Conv(cin, cout, (1, 1), stride=stride, use_bias=False, rngs=rngs)
 
 
-class BasicBlock(nnx.Module):
-    """Two 3x3 convs with a residual connection (ResNet-18/34, CIFAR ResNets)."""
+def _blur_padding(padding_mode):
+    return "circular" if padding_mode == "circular" else "reflect"
+
+
+class _Residual(nnx.Module):
+    """Shared by the blocks: ``subsample`` (None unless ``downsample_mode`` moved the stride out of the conv)."""
+
+    def _shortcut(self, x, phase):
+        if self.subsample is not None:
+            x = self.subsample(x, phase)  # the main branch's APS phase keeps both branches aligned
+        return x if self.downsample is None else self.downsample(x)
+
+    def _sub(self, out):
+        return (out, None) if self.subsample is None else self.subsample(out, return_phase=True)
+
+
+class BasicBlock(_Residual):
+    """Two 3x3 convs with a residual connection (ResNet-18/34, CIFAR ResNets).
+
+    With ``downsample_mode`` "blur"/"aps", a strided block runs ``conv1`` at stride 1 and
+    subsamples after its ReLU; ``downsample`` (the shortcut) then sees the subsampled input.
+    """
 
     expansion = 1
 
-    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros"):
+    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros",
+                 downsample_mode="stride", blur_size=3):
+        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, _blur_padding(padding_mode))
         self.conv1 = conv3x3(cin, planes, rngs, stride, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm(planes)
         self.conv2 = conv3x3(planes, planes, rngs, padding_mode=padding_mode)
@@ -40,18 +63,22 @@ class BasicBlock(nnx.Module):
         self.downsample = downsample
 
     def __call__(self, x):
-        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out, phase = self._sub(jax.nn.relu(self.bn1(self.conv1(x))))
         out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(out + identity)
+        return jax.nn.relu(out + self._shortcut(x, phase))
 
 
-class Bottleneck(nnx.Module):
-    """1x1 reduce, 3x3 (grouped for ResNeXt, strided: torchvision's v1.5), 1x1 expand, residual."""
+class Bottleneck(_Residual):
+    """1x1 reduce, 3x3 (grouped for ResNeXt, strided: torchvision's v1.5), 1x1 expand, residual.
+
+    With ``downsample_mode`` "blur"/"aps", ``conv2`` runs at stride 1 and the map is subsampled after its ReLU.
+    """
 
     expansion = 4
 
-    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros"):
+    def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros",
+                 downsample_mode="stride", blur_size=3):
+        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, _blur_padding(padding_mode))
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(cin, width, rngs)
         self.bn1 = nn.BatchNorm(width)
@@ -63,10 +90,9 @@ class Bottleneck(nnx.Module):
 
     def __call__(self, x):
         out = jax.nn.relu(self.bn1(self.conv1(x)))
-        out = jax.nn.relu(self.bn2(self.conv2(out)))
+        out, phase = self._sub(jax.nn.relu(self.bn2(self.conv2(out))))
         out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(out + identity)
+        return jax.nn.relu(out + self._shortcut(x, phase))
 
 
 def _stages_then_head(model, x, stages, features):
@@ -84,17 +110,28 @@ class ResNet(Model):
     """ImageNet ResNet/ResNeXt, torchvision's layout. Input ``(*batch, H, W, C)``, e.g. 224x224.
 
     ``features``: ``stem`` (after the max pool), ``layer1``..``layer4``, ``pre_logits`` (pooled).
+
+    ``downsample="blur"`` or ``"aps"`` moves every stride (the 7x7 stem conv, the max pool, the
+    blocks, the shortcuts) into a BlurPool/APS after a stride-1 op (see
+    :mod:`cnnjax.models.downsample`); ``blur_size`` is the binomial filter's size.
     """
 
     head_path = ("fc",)
 
     def __init__(self, block, layers: Sequence[int], num_classes: int, in_channels: int, rngs: nnx.Rngs, *,
-                 groups: int = 1, width_per_group: int = 64, zero_init_residual: bool = False):
+                 groups: int = 1, width_per_group: int = 64, zero_init_residual: bool = False,
+                 downsample: str = "stride", blur_size: int = 3):
+        check_downsample(downsample, blur_size, "ResNet")
         self.inplanes = 64
-        self.conv1 = nn.Conv(in_channels, 64, (7, 7), stride=2, padding=3, use_bias=False, rngs=rngs)
+        conv_stride, sub = maybe_subsample(downsample, 2, 2, blur_size)
+        self.conv1 = nn.Conv(in_channels, 64, (7, 7), stride=conv_stride, padding=3, use_bias=False, rngs=rngs)
         self.bn1 = nn.BatchNorm(64)
-        self.maxpool = nn.MaxPool((3, 3), 2, 1)
-        kw = dict(groups=groups, base_width=width_per_group)
+        self.stem_subsample = sub
+        pool_stride, sub = maybe_subsample(downsample, 2, 2, blur_size)
+        self.maxpool = nn.MaxPool((3, 3), pool_stride, 1)
+        self.pool_subsample = sub
+        kw = dict(groups=groups, base_width=width_per_group, downsample_mode=downsample, blur_size=blur_size)
+        self.shortcut_stride = 2 if downsample == "stride" else 1
         self.layer1 = self._make_layer(block, 64, layers[0], 1, rngs, kw)
         self.layer2 = self._make_layer(block, 128, layers[1], 2, rngs, kw)
         self.layer3 = self._make_layer(block, 256, layers[2], 2, rngs, kw)
@@ -109,7 +146,8 @@ class ResNet(Model):
     def _make_layer(self, block, planes, blocks, stride, rngs, kw):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nnx.Sequential(conv1x1(self.inplanes, planes * block.expansion, rngs, stride),
+            shortcut_stride = stride if stride == 1 else self.shortcut_stride
+            downsample = nnx.Sequential(conv1x1(self.inplanes, planes * block.expansion, rngs, shortcut_stride),
                                         nn.BatchNorm(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, rngs, **kw)]
         self.inplanes = planes * block.expansion
@@ -118,7 +156,10 @@ class ResNet(Model):
 
     def forward(self, x):
         features = {}
-        x = self.maxpool(jax.nn.relu(self.bn1(self.conv1(x))))
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
+        x = x if self.stem_subsample is None else self.stem_subsample(x)
+        x = self.maxpool(x)
+        x = x if self.pool_subsample is None else self.pool_subsample(x)
         features["stem"] = x
         return _stages_then_head(self, x, ("layer1", "layer2", "layer3", "layer4"), features)
 
@@ -136,10 +177,13 @@ _IMAGENET = {
 def _imagenet_builder(name):
     block, layers, extra = _IMAGENET[name]
 
-    def build(*, num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False, rngs: nnx.Rngs):
-        return ResNet(block, layers, num_classes, in_channels, rngs, zero_init_residual=zero_init_residual, **extra)
+    def build(*, num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False,
+              downsample: str = "stride", blur_size: int = 3, rngs: nnx.Rngs):
+        return ResNet(block, layers, num_classes, in_channels, rngs, zero_init_residual=zero_init_residual,
+                      downsample=downsample, blur_size=blur_size, **extra)
 
-    build.__doc__ = f"{name}: torchvision's architecture ({block.__name__} blocks {layers}{', ' + str(extra) if extra else ''})."
+    build.__doc__ = (f"{name}: torchvision's architecture ({block.__name__} blocks {layers}"
+                     f"{', ' + str(extra) if extra else ''}); downsample='blur'|'aps' for shift studies.")
     return build
 
 
@@ -148,13 +192,16 @@ for _name in _IMAGENET:
 
 
 class ShortcutA(nnx.Module):
-    """He et al.'s CIFAR option A: subsample by 2 and zero-pad the new channels (no parameters)."""
+    """He et al.'s CIFAR option A: subsample by 2 and zero-pad the new channels (no parameters).
 
-    def __init__(self, extra_channels: int):
-        self.extra = extra_channels
+    ``subsample=False`` when the block has already subsampled the input (blur/APS modes).
+    """
+
+    def __init__(self, extra_channels: int, subsample: bool = True):
+        self.extra, self.subsample = extra_channels, subsample
 
     def __call__(self, x):
-        x = x[..., ::2, ::2, :]
+        x = x[..., ::2, ::2, :] if self.subsample else x
         pad = [(0, 0)] * (x.ndim - 1) + [(self.extra // 2, self.extra - self.extra // 2)]
         return jnp.pad(x, pad)
 
@@ -164,11 +211,17 @@ class CifarResNet(Model):
 
     Option-A (parameter-free) shortcuts, as in the paper: resnet20 has 269,722 params.
     ``features``: ``stem``, ``layer1``..``layer3``, ``pre_logits``.
+
+    ``downsample="blur"``/``"aps"`` subsamples the two strided blocks with BlurPool/APS (both
+    branches alike); with ``padding_mode="circular"`` and ``"aps"`` the network is exactly
+    invariant to circular shifts of its input.
     """
 
     head_path = ("fc",)
 
-    def __init__(self, depth: int, num_classes: int, in_channels: int, rngs: nnx.Rngs, *, padding_mode: str = "zeros"):
+    def __init__(self, depth: int, num_classes: int, in_channels: int, rngs: nnx.Rngs, *, padding_mode: str = "zeros",
+                 downsample: str = "stride", blur_size: int = 3):
+        check_downsample(downsample, blur_size, "CifarResNet")
         if (depth - 2) % 6:
             raise ValueError(f"CifarResNet: depth must be 6n+2 (20, 32, 44, 56, 110...), got depth={depth}")
         n = (depth - 2) // 6
@@ -179,8 +232,9 @@ class CifarResNet(Model):
             blocks = []
             for i in range(n):
                 s = stride if i == 0 else 1
-                shortcut = ShortcutA(planes - cin) if (s != 1 or cin != planes) else None
-                blocks.append(BasicBlock(cin, planes, s, shortcut, rngs, padding_mode=padding_mode))
+                shortcut = ShortcutA(planes - cin, downsample == "stride") if (s != 1 or cin != planes) else None
+                blocks.append(BasicBlock(cin, planes, s, shortcut, rngs, padding_mode=padding_mode,
+                                         downsample_mode=downsample, blur_size=blur_size))
                 cin = planes
             stages.append(nnx.List(blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -192,10 +246,13 @@ class CifarResNet(Model):
 
 
 def _cifar_builder(depth):
-    def build(*, num_classes: int = 10, in_channels: int = 3, padding_mode: str = "zeros", rngs: nnx.Rngs):
-        return CifarResNet(depth, num_classes, in_channels, rngs, padding_mode=padding_mode)
+    def build(*, num_classes: int = 10, in_channels: int = 3, padding_mode: str = "zeros", downsample: str = "stride",
+              blur_size: int = 3, rngs: nnx.Rngs):
+        return CifarResNet(depth, num_classes, in_channels, rngs, padding_mode=padding_mode, downsample=downsample,
+                           blur_size=blur_size)
 
-    build.__doc__ = f"resnet{depth} for 32x32 inputs (He et al. 2016, Sec. 4.2), option-A shortcuts."
+    build.__doc__ = (f"resnet{depth} for 32x32 inputs (He et al. 2016, Sec. 4.2), option-A shortcuts; "
+                     "downsample='blur'|'aps' for shift studies.")
     return build
 
 

@@ -7,6 +7,7 @@ from flax import nnx
 
 from cnnjax import nn
 from cnnjax.models.base import Model, run_stages
+from cnnjax.models.downsample import check_downsample, maybe_subsample
 from cnnjax.models.registry import register
 
 
@@ -67,19 +68,46 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1, rngs: nnx.Rngs) -> Co
     return ConvMLP(convs, 16 * 5 * 5, (120, 84), num_classes, 2, rngs)
 
 
-class Conv1dNet(Model):
-    """A stack of 1-D conv + ReLU layers, flattened into one linear head (the MNIST-1D CNNs).
+HEADS = ("flatten", "global")
+PADDINGS = ("published", "same")
 
-    Input ``(*batch, length, C)``; ``features``: ``conv1``... and ``pre_logits`` (flattened).
+
+def _blur_padding(padding_mode: str) -> str:
+    """Circular nets blur circularly (to stay exactly shift-equivariant); others reflect, the paper's default."""
+    return "circular" if padding_mode == "circular" else "reflect"
+
+
+class Conv1dNet(Model):
+    """A stack of 1-D conv + ReLU layers and a linear head (the MNIST-1D CNNs).
+
+    Input ``(*batch, length, C)``; ``features``: ``conv1``... and ``pre_logits``.
+
+    Options for shift studies: ``padding`` ("published", or "same": ``k // 2``, so stride-1
+    convs keep the length); ``padding_mode`` of every conv; ``downsample`` ("stride" as
+    published, "blur" or "aps": each strided conv runs at stride 1, then ReLU, then a
+    BlurPool/APS, see :mod:`cnnjax.models.downsample`); ``head`` ("flatten" as published, or
+    "global": average over positions, then the linear layer).
     """
 
-    def __init__(self, layers: list[tuple[int, int, int, int, int]], length: int, num_classes: int, rngs: nnx.Rngs):
+    def __init__(self, layers: list[tuple[int, int, int, int, int]], length: int, num_classes: int, rngs: nnx.Rngs, *,
+                 padding: str = "published", padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3,
+                 head: str = "flatten"):
+        check_downsample(downsample, blur_size, "Conv1dNet")
+        if head not in HEADS:
+            raise ValueError(f"Conv1dNet: head must be one of {HEADS}, got head={head!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"Conv1dNet: padding must be one of {PADDINGS}, got padding={padding!r}")
+        if padding == "same":  # odd kernels keep the length, so circular padding makes every conv shift-equivariant
+            layers = [(cin, cout, k, s, k // 2) for cin, cout, k, s, _ in layers]
         self.stage_names = tuple(f"conv{i + 1}" for i in range(len(layers)))
         for name, (cin, cout, k, s, p) in zip(self.stage_names, layers):
-            setattr(self, name, nnx.Sequential(nn.Conv(cin, cout, (k,), stride=s, padding=p, rngs=rngs), jax.nn.relu))
+            conv_stride, sub = maybe_subsample(downsample, s, 1, blur_size, _blur_padding(padding_mode))
+            conv = nn.Conv(cin, cout, (k,), stride=conv_stride, padding=p, padding_mode=padding_mode, rngs=rngs)
+            setattr(self, name, nnx.Sequential(conv, jax.nn.relu, *([sub] if sub else [])))
             length = (length + 2 * p - k) // s + 1
-        self.flatten = nn.Flatten(2)
-        self.head = nnx.Linear(length * layers[-1][1], num_classes, rngs=rngs)
+        self.head_kind = head
+        self.flatten = nn.Flatten(2) if head == "flatten" else nn.GlobalAvgPool(spatial_dims=1)
+        self.head = nnx.Linear((length if head == "flatten" else 1) * layers[-1][1], num_classes, rngs=rngs)
 
     def forward(self, x):
         features = {}
@@ -88,18 +116,35 @@ class Conv1dNet(Model):
         return self.head(x), features
 
 
+_SHIFT_OPTIONS = """
+
+    Shift options (see :class:`Conv1dNet`): ``padding`` ("published", "same"), ``padding_mode``,
+    ``downsample`` ("stride", "blur", "aps"), ``blur_size``, ``head`` ("flatten", "global"). Exactly
+    shift-invariant: ``padding="same", padding_mode="circular", downsample="aps", head="global"``."""
+
+
 @register()
-def mnist1d_cnn(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, rngs: nnx.Rngs) -> Conv1dNet:
+def mnist1d_cnn(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, padding: str = "published",
+                padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3, head: str = "flatten",
+                rngs: nnx.Rngs) -> Conv1dNet:
     """The lecture's 2,050-parameter MNIST-1D CNN: three Conv1d(15, k3, s2, no padding) + ReLU, fc 60->10."""
     layers = [(in_channels, 15, 3, 2, 0), (15, 15, 3, 2, 0), (15, 15, 3, 2, 0)]
-    return Conv1dNet(layers, length, num_classes, rngs)
+    return Conv1dNet(layers, length, num_classes, rngs, padding=padding, padding_mode=padding_mode,
+                     downsample=downsample, blur_size=blur_size, head=head)
 
 
 @register()
-def mnist1d_convbase(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, rngs: nnx.Rngs) -> Conv1dNet:
+def mnist1d_convbase(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, padding: str = "published",
+                     padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3,
+                     head: str = "flatten", rngs: nnx.Rngs) -> Conv1dNet:
     """Greydanus' MNIST-1D ConvBase (5,210 params): Conv1d 1->25 k5 s2 p1, 25->25 k3 s2 p1 twice, fc 125->10."""
     layers = [(in_channels, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
-    return Conv1dNet(layers, length, num_classes, rngs)
+    return Conv1dNet(layers, length, num_classes, rngs, padding=padding, padding_mode=padding_mode,
+                     downsample=downsample, blur_size=blur_size, head=head)
+
+
+mnist1d_cnn.__doc__ += _SHIFT_OPTIONS
+mnist1d_convbase.__doc__ += _SHIFT_OPTIONS
 
 
 class MLP(Model):

@@ -11,6 +11,7 @@ from flax import nnx
 
 from cnnjax import nn
 from cnnjax.models.base import Model
+from cnnjax.models.downsample import MaxPoolSubsample, check_downsample
 from cnnjax.models.registry import register
 
 _CFGS = {
@@ -34,7 +35,7 @@ class _Classified(Model):
         features, block = {}, 0
         for layer in self.features.layers:
             x = layer(x)
-            if isinstance(layer, nn.MaxPool):
+            if isinstance(layer, (nn.MaxPool, MaxPoolSubsample)):
                 block += 1
                 features[f"block{block}"] = x
         x = self.avgpool(x)
@@ -51,13 +52,18 @@ class VGG(_Classified):
     """VGG-11/13/16/19 (``batch_norm=True`` for the ``_bn`` variants), 224x224 input.
 
     ``cfg`` lists conv widths and ``"M"`` (2x2 max pool); ``hidden`` is the classifier's width.
+    ``downsample="blur"`` (Zhang's MaxBlurPool) or ``"aps"`` replaces each max pool by a
+    stride-1 max pool and a BlurPool/APS, in the same ``features`` slot.
     """
 
-    def __init__(self, cfg, num_classes, in_channels, rngs, *, batch_norm=False, dropout=0.5, hidden=4096):
+    def __init__(self, cfg, num_classes, in_channels, rngs, *, batch_norm=False, dropout=0.5, hidden=4096,
+                 downsample="stride", blur_size=3):
+        check_downsample(downsample, blur_size, "VGG")
         layers, cin = [], in_channels
         for v in cfg:
             if v == "M":
-                layers.append(nn.MaxPool((2, 2)))
+                layers.append(nn.MaxPool((2, 2)) if downsample == "stride"
+                              else MaxPoolSubsample((2, 2), downsample, blur_size=blur_size))
                 continue
             layers.append(nn.Conv(cin, v, (3, 3), padding=1, rngs=rngs))
             if batch_norm:
@@ -76,10 +82,13 @@ class VGG(_Classified):
 
 
 def _vgg_builder(name, bn):
-    def build(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, rngs: nnx.Rngs):
-        return VGG(_CFGS[name], num_classes, in_channels, rngs, batch_norm=bn, dropout=dropout)
+    def build(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, downsample: str = "stride",
+              blur_size: int = 3, rngs: nnx.Rngs):
+        return VGG(_CFGS[name], num_classes, in_channels, rngs, batch_norm=bn, dropout=dropout,
+                   downsample=downsample, blur_size=blur_size)
 
-    build.__doc__ = f"{name}{'_bn' if bn else ''}: torchvision's VGG configuration {name[-2:]}."
+    build.__doc__ = (f"{name}{'_bn' if bn else ''}: torchvision's VGG configuration {name[-2:]}; "
+                     "downsample='blur'|'aps' for shift studies.")
     return build
 
 

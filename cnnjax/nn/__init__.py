@@ -5,23 +5,31 @@ Containers come from Flax: use ``nnx.Sequential`` (it forwards ``train()``/``eva
 
 from flax.nnx import Linear, Sequential
 
+from cnnjax.nn.antialias import APSPool, BlurPool
 from cnnjax.nn.conv import Conv, ConvTranspose, default_bias_init, default_kernel_init
 from cnnjax.nn.misc import Dropout, Flatten, PixelShuffle, Upsample
+from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 
 __all__ = [
+    "APSPool",
     "AdaptiveAvgPool",
     "AvgPool",
     "BatchNorm",
+    "BlurPool",
     "Conv",
     "ConvTranspose",
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "GroupBatchNorm",
+    "GroupConv",
     "GroupNorm",
+    "GroupPool",
     "InstanceNorm",
     "LayerNorm",
+    "LiftingConv",
     "Linear",
     "LocalResponseNorm",
     "MaxPool",

@@ -50,13 +50,16 @@ class BatchNorm(nnx.Module):
         eval_mode = self.use_running_average if use_running_average is None else use_running_average
         if self.dtype is not None:
             x = x.astype(self.dtype)
-        y, stats = F.batch_norm(
+        y, stats = self._normalize(
             x, _value(self.scale), _value(self.bias), {"mean": self.mean[...], "var": self.var[...]},
             training=not eval_mode, momentum=self.momentum, eps=self.eps, axis_name=self.axis_name,
         )
         if not eval_mode:
             self.mean[...], self.var[...] = stats["mean"], stats["var"]
         return y
+
+    def _normalize(self, x, scale, bias, stats, **kwargs):
+        return F.batch_norm(x, scale, bias, stats, **kwargs)
 
 
 class LayerNorm(nnx.Module):

@@ -1,0 +1,130 @@
+"""Where in a network equivariance is lost: the error after every named intermediate feature map."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.equivariance.metrics import as_function, relative_error, stride_between
+from cnnjax.equivariance.transforms import Transform
+
+
+@dataclasses.dataclass
+class LayerError:
+    """One feature map: ``kind`` is "equivariance" (spatial maps) or "invariance" (vectors)."""
+
+    name: str
+    shape: tuple[int, ...]
+    stride: tuple[int, ...] | None
+    kind: str
+    errors: np.ndarray  # (P,) relative error per transform parameter
+    exact: np.ndarray  # (P,) whether the parameter is a whole-pixel move at this stride
+
+    @property
+    def mean(self) -> float:
+        return float(self.errors.mean())
+
+    @property
+    def exact_max(self) -> float:
+        """The largest error over the parameters the stride divides (``nan`` if none)."""
+        return float(self.errors[self.exact].max()) if self.exact.any() else float("nan")
+
+
+@dataclasses.dataclass
+class LayerwiseReport:
+    """The rows of :func:`layerwise_equivariance`, printable as a table and plottable over depth."""
+
+    transform: Transform
+    rows: list[LayerError]
+
+    def __str__(self) -> str:
+        head = f"{'layer':<14} {'shape':<18} {'stride':<8} {'kind':<12} {'mean err':>9} {'max (exact)':>11}"
+        lines = [f"{self.transform!r}", head, "-" * len(head)]
+        for r in self.rows:
+            stride = "x".join(map(str, r.stride)) if r.stride else "-"
+            lines.append(f"{r.name:<14} {str(r.shape):<18} {stride:<8} {r.kind:<12} {r.mean:>9.2e} {r.exact_max:>11.2e}")
+        return "\n".join(lines)
+
+    def plot(self, path: str | None = None, *, ax: Any = None):
+        """Mean relative error per layer (log scale), in network order. Saves a PNG when ``path`` is given."""
+        import matplotlib
+
+        if ax is None and path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig = None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.rows) + 2), 3.2))
+        depth = np.arange(len(self.rows))
+        errs = np.array([max(r.mean, 1e-12) for r in self.rows])
+        colors = ["tab:blue" if r.kind == "equivariance" else "tab:orange" for r in self.rows]
+        ax.plot(depth, errs, color="0.6", zorder=1)
+        ax.scatter(depth, errs, c=colors, zorder=2)
+        ax.set_yscale("log")
+        ax.set_xticks(depth, [r.name for r in self.rows], rotation=45, ha="right")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"{self.transform!r}: blue equivariance, orange invariance", fontsize=9)
+        if fig is not None:
+            fig.tight_layout()
+            if path is not None:
+                fig.savefig(path, dpi=120)
+        return ax.figure
+
+
+def layerwise_equivariance(model: Any, x: jax.Array, transform: Transform, *,
+                           out_transforms: dict[str, Transform] | None = None) -> LayerwiseReport:
+    """The equivariance (or invariance) error after every named intermediate of a zoo model.
+
+    Runs ``model(x, return_features=True)`` on ``x`` and on every transformed ``x`` (one
+    vmapped call, on a copy of the model's state). A map with the input's spatial rank is
+    compared with the transformed original map (shifts divided by the map's cumulative
+    stride, inferred from its shape); a vector (pooled features, logits) with the original
+    itself (invariance).
+
+    Args:
+      model: a zoo model, or any callable returning ``(logits, {name: map})`` for ``return_features=True``.
+      x: ``(B, *spatial, C)``.
+      transform: e.g. ``shift([1, 2, 4], spatial_dims=1)``.
+      out_transforms: per-layer output transforms that differ from the default, e.g.
+        ``group_action("p4", on="regular")`` for a P4CNN's group maps.
+
+    Returns:
+      A :class:`LayerwiseReport`: ``print`` it for a table, ``.plot(path)`` for a figure.
+
+    Example:
+      >>> from cnnjax.models import create
+      >>> from cnnjax.equivariance import shift
+      >>> model = create("mnist1d_cnn")
+      >>> report = layerwise_equivariance(model, jnp.ones((2, 40, 1)), shift([2, 8], spatial_dims=1))
+      >>> [r.name for r in report.rows]
+      ['conv1', 'conv2', 'conv3', 'pre_logits', 'logits']
+    """
+    call = as_function(model, return_features=True)
+    x = jnp.asarray(x)
+    n = transform.spatial_dims
+    out_transforms = out_transforms or {}
+
+    def named(a):
+        logits, feats = call(a)
+        return {**feats, "logits": logits}
+
+    base = named(x)
+    moved = jax.vmap(lambda p: named(transform.fn(x, p)))(jnp.asarray(transform.params))
+    rows = []
+    for name, y in base.items():
+        actual = moved[name]
+        if name in out_transforms or (y.ndim == x.ndim and y.shape[0] == x.shape[0]):
+            stride = None if name in out_transforms else stride_between(x.shape, y.shape, n)
+            t = out_transforms.get(name) or transform.rescaled(stride)
+            expected, kind = t.apply_all(y), "equivariance"
+            exact = transform.exact_under(stride) if stride else np.ones(len(transform.params), bool)
+        else:
+            stride, kind = None, "invariance"
+            expected, exact = jnp.broadcast_to(y, actual.shape), np.ones(len(transform.params), bool)
+        rows.append(LayerError(name, tuple(y.shape), stride, kind, np.asarray(relative_error(actual, expected)), exact))
+    return LayerwiseReport(transform, rows)

@@ -1,0 +1,283 @@
+"""Measured equivariance and invariance: relative errors, border masks, consistency, Lie derivatives.
+
+Every metric takes any function of one array, a Flax NNX module or a zoo model (called
+on a copy of its state, so batch-norm statistics are not touched) and evaluates all the
+transform's parameters in one vmapped call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cnnjax.equivariance.transforms import Transform, _fft_shift, _linear_shift, shift, spatial_axes
+from cnnjax.inspect import receptive_field
+
+
+def as_function(f: Any, **call_kwargs: Any) -> Callable[[jax.Array], Any]:
+    """A pure function of one array: modules run on a merged copy of their state (mutations are dropped)."""
+    if isinstance(f, nnx.Module):
+        graphdef, state = nnx.split(f)
+        return lambda x: nnx.merge(graphdef, state, copy=True)(x, **call_kwargs)
+    if call_kwargs:
+        return lambda x: f(x, **call_kwargs)
+    if not callable(f):
+        raise TypeError(f"expected a function or an NNX module, got {type(f).__name__}")
+    return f
+
+
+def stride_between(in_shape: tuple[int, ...], out_shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """Cumulative stride per spatial dim, ``round(in / out)``, of a map with the same spatial rank."""
+    ins, outs = in_shape[-n - 1 : -1], out_shape[-n - 1 : -1]
+    return tuple(max(1, round(i / o)) for i, o in zip(ins, outs))
+
+
+def _has_spatial(y: jax.Array, x: jax.Array, n: int) -> bool:
+    return y.ndim == x.ndim and y.shape[: x.ndim - n - 1] == x.shape[: x.ndim - n - 1]
+
+
+def _outer_and(per_axis: list[np.ndarray]) -> np.ndarray:
+    """``(*sizes)`` bool from one bool vector per axis: a unit is kept if it is kept along every axis."""
+    out = per_axis[0]
+    for keep in per_axis[1:]:
+        out = np.logical_and.outer(out, keep)
+    return out
+
+
+def border_mask(f: Callable, x: jax.Array, y: jax.Array, transform: Transform) -> np.ndarray:
+    """``(P, *out_spatial)`` bool: output units whose receptive field stays at least ``|shift|`` from every border.
+
+    Those are the units that zero (or reflect) padding and the wrapped-around pixels of a
+    shift cannot reach; for point transforms only the padding band counts.
+    """
+    n = transform.spatial_dims
+    rows = receptive_field(f, x.shape, spatial_axes=spatial_axes(x, n))
+    if rows[0].size is None:
+        raise ValueError("mask='border': the output sees the whole input (no spatial receptive field); use mask=None")
+    size, jump, start = rows[0].size, rows[0].jump, rows[0].start
+    in_sizes, out_sizes = x.shape[-n - 1 : -1], y.shape[-n - 1 : -1]
+    reach = np.abs(transform.params) if transform.kind == "shift" else np.zeros((len(transform.params), n))
+    masks = []
+    for r in reach:
+        axes = []
+        for d in range(n):
+            lo = np.arange(out_sizes[d]) * jump[d] + start[d]
+            axes.append((lo >= r[d]) & (lo + size[d] <= in_sizes[d] - r[d]))
+        masks.append(_outer_and(axes))
+    return np.stack(masks)
+
+
+def _resolve_mask(mask: Any, f, x, y, transform, n) -> jax.Array | None:
+    if mask is None:
+        return None
+    out_spatial = y.shape[-n - 1 : -1]
+    if isinstance(mask, str):
+        if mask != "border":
+            raise ValueError(f"mask must be None, 'border', an int band or a boolean array, got {mask!r}")
+        m = border_mask(f, x, y, transform)
+    elif isinstance(mask, (int, np.integer)):
+        keep = [(np.arange(s) >= mask) & (np.arange(s) < s - mask) for s in out_spatial]
+        m = np.broadcast_to(_outer_and(keep), (len(transform.params), *out_spatial))
+    else:
+        m = np.broadcast_to(np.asarray(mask, bool), (len(transform.params), *out_spatial))
+    if not m.any():
+        raise ValueError(f"the mask leaves no output unit to compare (output spatial shape {tuple(out_spatial)})")
+    return jnp.asarray(m)[..., None]
+
+
+@dataclasses.dataclass
+class Comparison:
+    """``f(t x)`` and the expected ``t' f(x)`` for every parameter: ``(P, *y.shape)`` each, and the mask."""
+
+    actual: jax.Array
+    expected: jax.Array
+    mask: jax.Array | None  # (P, *out_spatial, 1), broadcast over batch dims and channels
+    exact: np.ndarray  # (P,) whether the output transform is whole-pixel
+    stride: tuple[int, ...] | None
+    out_transform: Transform | None
+
+    def errors(self) -> jax.Array:
+        """``(P,)`` relative errors ``||a - b|| / ||b||`` over the masked units."""
+        return relative_error(self.actual, self.expected, self.mask)
+
+
+def relative_error(actual: jax.Array, expected: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """``(P,)``: ``||a_p - b_p|| / ||b_p||`` over all but the leading axis; ``mask`` ``(P, *spatial, 1)`` selects units."""
+    diff, ref = actual - expected, expected
+    if mask is not None:
+        m = mask.reshape(mask.shape[:1] + (1,) * (diff.ndim - mask.ndim) + mask.shape[1:])
+        diff, ref = diff * m, ref * m
+    axes = tuple(range(1, diff.ndim))
+    num = jnp.sqrt(jnp.sum(jnp.square(diff.astype(jnp.float32)), axis=axes))
+    den = jnp.sqrt(jnp.sum(jnp.square(ref.astype(jnp.float32)), axis=axes))
+    return num / jnp.maximum(den, jnp.finfo(jnp.float32).tiny)
+
+
+def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
+            invariant: bool = False, mask: Any = None) -> Comparison:
+    """Evaluate ``f`` on ``x`` and on every ``transform(x, p)``; build the expected outputs."""
+    fn = as_function(f)
+    x = jnp.asarray(x)
+    n = transform.spatial_dims
+    y = fn(x)
+    actual = jax.vmap(lambda p: fn(transform.fn(x, p)))(jnp.asarray(transform.params))
+    if invariant:
+        expected = jnp.broadcast_to(y, actual.shape)
+        return Comparison(actual, expected, None, np.ones(len(transform.params), bool), None, None)
+    stride = None
+    if out_transform is None:
+        if not _has_spatial(y, x, n):
+            raise ValueError(
+                f"equivariance needs an output with the input's {n} spatial dim(s) (f(x).shape={tuple(y.shape)}, "
+                f"x.shape={tuple(x.shape)}); for a classifier measure invariance, or pass out_transform"
+            )
+        stride = stride_between(x.shape, y.shape, n)
+        out_transform = transform.rescaled(stride)
+        exact = transform.exact_under(stride)
+    else:
+        exact = np.ones(len(transform.params), bool)
+    if len(out_transform.params) != len(transform.params):
+        raise ValueError(f"out_transform has {len(out_transform.params)} parameters, transform {len(transform.params)}")
+    expected = out_transform.apply_all(y)
+    m = None if mask is None else _resolve_mask(mask, fn, x, y, transform, n)
+    return Comparison(actual, expected, m, exact, stride, out_transform)
+
+
+def equivariance_error(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
+                       mask: Any = None) -> jax.Array:
+    """Relative equivariance error ``||f(t x) - t' f(x)|| / ||t' f(x)||`` for every parameter of ``transform``.
+
+    Args:
+      f: a function ``(*batch, *spatial, C) -> (*batch, *out_spatial, C')``, an NNX module or a zoo model.
+      x: the input batch.
+      transform: e.g. ``shift([1, 2, 4], spatial_dims=1)`` or ``group_action("p4")``.
+      out_transform: how the output should move. Default: the same transform, with shifts
+        divided by the output's cumulative stride (inferred from the shapes; a shift that
+        the stride does not divide becomes a sub-pixel shift: see ``exact`` in :func:`compare`).
+      mask: None (every unit); ``"border"`` (drop output units whose receptive field, from
+        :func:`cnnjax.inspect.receptive_field`, comes within ``|shift|`` of a border:
+        what zero padding and wrap-around can reach); an int (drop that many units at each
+        border); or a boolean array broadcastable to the output's spatial shape.
+
+    Returns:
+      ``(P,)`` float32 relative errors, one per parameter.
+
+    Example:
+      >>> import cnnjax.functional as F
+      >>> from cnnjax.equivariance import shift
+      >>> w = jnp.ones((3, 1, 2))
+      >>> f = lambda x: F.conv(x, w, padding="SAME", padding_mode="circular")
+      >>> x = jax.random.normal(jax.random.key(0), (4, 16, 1))
+      >>> bool(equivariance_error(f, x, shift([1, 5], spatial_dims=1)).max() < 1e-6)
+      True
+    """
+    return compare(f, x, transform, out_transform=out_transform, mask=mask).errors()
+
+
+def invariance_error(f: Any, x: jax.Array, transform: Transform) -> jax.Array:
+    """Relative invariance error ``||f(t x) - f(x)|| / ||f(x)||`` for every parameter: ``(P,)``.
+
+    Example:
+      >>> from cnnjax.equivariance import shift
+      >>> f = lambda x: x.sum(axis=(-2, -1))
+      >>> invariance_error(f, jnp.arange(8.0).reshape(1, 8, 1), shift([1, 3], spatial_dims=1))
+      Array([0., 0.], dtype=float32)
+    """
+    return compare(f, x, transform, invariant=True).errors()
+
+
+def _random_shifts(key, batch: int, n: int, max_shift: int) -> jax.Array:
+    return jax.random.randint(key, (2, batch, n), 0, max_shift + 1)
+
+
+def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial_dims: int,
+                mode: str = "circular") -> jax.Array:
+    """Shift consistency: the fraction of examples whose predicted class is the same under two random shifts.
+
+    ``mode="circular"`` rolls each example by two shifts drawn uniformly from
+    ``{0..max_shift}`` per dim (Chaman & Dokmanic 2021); ``mode="crop"`` takes two crops of
+    size ``spatial - max_shift`` at random offsets (Zhang 2019), so ``f`` must accept the
+    smaller input.
+
+    Args:
+      f: a classifier ``(B, *spatial, C) -> (B, num_classes)``.
+      x: ``(B, *spatial, C)``.
+      max_shift: the largest shift (or crop offset) per dim.
+      key: a PRNG key.
+
+    Returns:
+      A float32 scalar in [0, 1].
+
+    Example:
+      >>> x = jax.random.normal(jax.random.key(0), (16, 20, 3))
+      >>> float(consistency(lambda a: a.mean(-2), x, max_shift=4, key=jax.random.key(1), spatial_dims=1))
+      1.0
+    """
+    if mode not in ("circular", "crop"):
+        raise ValueError(f"consistency: mode must be 'circular' or 'crop', got mode={mode!r}")
+    fn = as_function(f)
+    n = spatial_dims
+    x = jnp.asarray(x)
+    if x.ndim != n + 2:
+        raise ValueError(f"consistency: x must be (B, *spatial, C) with {n} spatial dim(s), got x.shape={tuple(x.shape)}")
+    spatial = x.shape[1:-1]
+    if not 0 <= max_shift < min(spatial):
+        raise ValueError(f"consistency: max_shift must be in [0, {min(spatial) - 1}] for spatial shape {spatial}, got {max_shift}")
+    offsets = _random_shifts(key, x.shape[0], n, max_shift)
+    if mode == "circular":
+        one = shift(np.zeros(n, np.int32), spatial_dims=n).fn
+        views = [jax.vmap(one)(x, o) for o in offsets]
+    else:
+        size = tuple(s - max_shift for s in spatial) + (x.shape[-1],)
+        crop = lambda xi, o: jax.lax.dynamic_slice(xi, tuple(o) + (0,), size)  # noqa: E731
+        views = [jax.vmap(crop)(x, o) for o in offsets]
+    a, b = (jnp.argmax(fn(v), axis=-1) for v in views)
+    return jnp.mean((a == b).astype(jnp.float32))
+
+
+def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, method: str = "fft",
+                   equivariant: bool = False) -> jax.Array:
+    """The Lie derivative of ``f`` along continuous translation (Gruver et al. 2023), per example.
+
+    ``L f(x) = d/dt f(T_t x)`` at ``t = 0`` (invariance), or
+    ``d/dt T_t^-1 f(T_t x)`` with ``equivariant=True`` (the output map moves by ``t / S``
+    for its cumulative stride ``S``). ``T_t`` is a sub-pixel shift by ``t`` along one
+    spatial ``axis`` (``method`` "fft": circular band-limited; "linear": interpolation,
+    zero fill), and the derivative is one ``jax.jvp``. It is zero for a perfectly
+    invariant (equivariant) function; its size measures how far a model is from it.
+
+    Returns:
+      ``(B,)``: the norm of the derivative for each example (``x`` is ``(B, *spatial, C)``).
+
+    Example:
+      >>> x = jax.random.normal(jax.random.key(0), (2, 16, 1))
+      >>> lie_derivative(lambda a: a.mean(axis=(1, 2)), x, spatial_dims=1).round(4)
+      Array([0., 0.], dtype=float32)
+    """
+    if method not in ("fft", "linear"):
+        raise ValueError(f"lie_derivative: method must be 'fft' or 'linear', got method={method!r}")
+    if not 0 <= axis < spatial_dims:
+        raise ValueError(f"lie_derivative: axis must be in [0, {spatial_dims}), got axis={axis}")
+    fn = as_function(f)
+    n = spatial_dims
+    e = jnp.zeros(n).at[axis].set(1.0)
+
+    def move(a, t):
+        s = e * t
+        return _fft_shift(a, s, n) if method == "fft" else _linear_shift(a, s, n, circular=False)
+
+    x = jnp.asarray(x)
+    y, dy = jax.jvp(lambda t: fn(move(x, t)), (jnp.float32(0.0),), (jnp.float32(1.0),))
+    if equivariant:
+        if not _has_spatial(y, x, n):
+            raise ValueError(f"lie_derivative: equivariant=True needs a spatial output, got f(x).shape={tuple(y.shape)}")
+        stride = stride_between(x.shape, y.shape, n)[axis]
+        _, dmove = jax.jvp(lambda t: move(y, t / stride), (jnp.float32(0.0),), (jnp.float32(1.0),))
+        dy = dy - dmove
+    dy = dy.reshape(dy.shape[0], -1) if dy.ndim > 1 else dy[:, None]
+    return jnp.linalg.norm(dy.astype(jnp.float32), axis=1)

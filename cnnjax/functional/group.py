@@ -1,0 +1,209 @@
+"""Group-equivariant convolutions on the square grid (Cohen & Welling 2016): the groups p4 and p4m.
+
+The point groups are C4 (four rotations, ``p4``) and D4 (rotations and mirrors, ``p4m``).
+Element ``g = m * 4 + r`` acts on the plane as "mirror ``m`` times (flip the width axis),
+then rotate ``r`` quarter turns" (``jnp.rot90`` from height towards width).
+
+Feature maps on the group ("regular" fields, escnn's layout) are channels-last
+``(*batch, H, W, C * |G|)``: channel ``c * |G| + h`` is field ``c`` at rotation/mirror
+``h``. ``g`` acts on them by ``(g f)(x, h) = f(g^-1 x, g^-1 h)``: the plane is transformed
+and the group axis permuted. A lifting conv (images -> group maps) and a group conv
+(group maps -> group maps) transform their filter bank once, for all ``|G|`` outputs, and
+run one planar :func:`~cnnjax.functional.conv`; both commute with that action exactly
+for odd kernels with symmetric padding, and for valid convs of square inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.functional.conv import conv
+from cnnjax.functional.norm import batch_norm
+
+GROUP_ORDERS = {"p4": 4, "p4m": 8}
+
+
+def group_order(group: str) -> int:
+    """``|G|``: 4 for ``"p4"``, 8 for ``"p4m"``."""
+    if group not in GROUP_ORDERS:
+        raise ValueError(f"unknown group {group!r}; allowed: 'p4' (rotations), 'p4m' (rotations and mirrors)")
+    return GROUP_ORDERS[group]
+
+
+def _compose(a: int, b: int) -> int:
+    """Index of ``a * b`` in D4 (also right inside C4): ``r^ra m^ma r^rb m^mb = r^(ra + (-1)^ma rb) m^(ma+mb)``."""
+    ma, ra = divmod(a, 4)
+    mb, rb = divmod(b, 4)
+    return ((ma + mb) % 2) * 4 + (ra + (rb if ma == 0 else -rb)) % 4
+
+
+def inverse(g: int) -> int:
+    """Index of ``g^-1`` (mirrors are their own inverses)."""
+    m, r = divmod(g, 4)
+    return g if m else (-r) % 4
+
+
+def cayley_table(group: str) -> np.ndarray:
+    """``table[a, b]`` = index of ``a * b``: ``(|G|, |G|)``."""
+    n = group_order(group)
+    return np.array([[_compose(a, b) for b in range(n)] for a in range(n)])
+
+
+def regular_permutation(group: str, g: int) -> np.ndarray:
+    """``perm`` with ``(g f)[..., h] = f[..., perm[h]]``, i.e. ``perm[h] = g^-1 h``: ``(|G|,)``."""
+    n = group_order(group)
+    return np.array([_compose(inverse(g), h) for h in range(n)])
+
+
+def transform_plane(x: jnp.ndarray, g: int, axes: tuple[int, int] = (-3, -2)) -> jnp.ndarray:
+    """Apply the D4 element ``g`` (a static int) to the two ``axes`` of ``x``: flip, then rotate.
+
+    Example:
+      >>> transform_plane(jnp.arange(4).reshape(2, 2, 1), 1)[..., 0]
+      Array([[1, 3],
+             [0, 2]], dtype=int32)
+    """
+    m, r = divmod(int(g), 4)
+    if m:
+        x = jnp.flip(x, axes[1])
+    return jnp.rot90(x, r, axes=axes)
+
+
+def act_regular(x: jnp.ndarray, g: int, group: str, axes: tuple[int, int] = (-3, -2)) -> jnp.ndarray:
+    """``g`` acting on a regular group map ``(*batch, H, W, C * |G|)``: transform the plane, permute ``h``.
+
+    Example:
+      >>> act_regular(jnp.arange(4.0).reshape(1, 1, 4), 1, "p4")[0, 0]
+      Array([3., 0., 1., 2.], dtype=float32)
+    """
+    n = group_order(group)
+    y = transform_plane(x, g, axes)
+    return y.reshape(y.shape[:-1] + (-1, n))[..., regular_permutation(group, g)].reshape(y.shape)
+
+
+def _check_planar(x: jnp.ndarray, w: jnp.ndarray, w_rank: int, fn: str, what: str) -> None:
+    if w.ndim != w_rank or w.shape[0] != w.shape[1]:
+        raise ValueError(f"{fn}: w must be {what} with a square kernel, got w.shape={tuple(w.shape)}")
+    if x.ndim < 3:
+        raise ValueError(f"{fn}: x must be (*batch, H, W, C), got x.shape={tuple(x.shape)}")
+
+
+def lifting_filters(w: jnp.ndarray, group: str) -> jnp.ndarray:
+    """The planar filter bank of a lifting conv: ``(k, k, C_in, C_out) -> (k, k, C_in, C_out * |G|)``."""
+    n = group_order(group)
+    bank = jnp.stack([transform_plane(w, h, (0, 1)) for h in range(n)], axis=-1)
+    return bank.reshape(w.shape[:3] + (-1,))
+
+
+def group_filters(w: jnp.ndarray, group: str) -> jnp.ndarray:
+    """The planar filter bank of a group conv: ``(k, k, C_in, |G|, C_out) -> (k, k, C_in * |G|, C_out * |G|)``."""
+    n = group_order(group)
+    if w.shape[3] != n:
+        raise ValueError(f"group_filters: w's axis 3 must be |G| = {n} for {group!r}, got w.shape={tuple(w.shape)}")
+    bank = [transform_plane(w, h, (0, 1))[:, :, :, regular_permutation(group, h), :] for h in range(n)]
+    k = w.shape[0]
+    return jnp.stack(bank, axis=-1).reshape(k, k, w.shape[2] * n, -1)
+
+
+def _bias(b: jnp.ndarray | None, n: int) -> jnp.ndarray | None:
+    return None if b is None else jnp.repeat(b, n)
+
+
+def lifting_conv(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None = None, *, group: str = "p4",
+                 **conv_args: Any) -> jnp.ndarray:
+    """Lifting convolution Z2 -> G: correlate with every rotated (and mirrored) copy of each filter.
+
+    ``y[x, o * |G| + h] = b[o] + sum_{y, c} (h w)[y - x, c, o] in[y, c]``, where ``h w`` is
+    the filter transformed by ``h``.
+
+    Args:
+      x: ``(*batch, H, W, C_in)``.
+      w: ``(k, k, C_in, C_out)``.
+      b: optional ``(C_out,)``, shared over the group axis.
+      group: "p4" or "p4m".
+      **conv_args: ``stride``, ``padding``, ``padding_mode``, ``dilation`` of :func:`conv`.
+
+    Returns:
+      ``(*batch, H', W', C_out * |G|)``, a regular group map.
+
+    Example:
+      >>> lifting_conv(jnp.ones((2, 9, 9, 1)), jnp.ones((3, 3, 1, 10))).shape
+      (2, 7, 7, 40)
+    """
+    _check_planar(x, w, 4, "lifting_conv", "(k, k, C_in, C_out)")
+    return conv(x, lifting_filters(w, group), _bias(b, group_order(group)), **conv_args)
+
+
+def group_conv(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None = None, *, group: str = "p4",
+               **conv_args: Any) -> jnp.ndarray:
+    """Group convolution G -> G: ``y(x, h) = sum_{y, k, c} w(h^-1 (y - x), h^-1 k)[c, o] f(y, k)[c]``.
+
+    Implemented by transforming the filter bank once (:func:`group_filters`) and running
+    one planar conv over the ``C_in * |G|`` input channels.
+
+    Args:
+      x: ``(*batch, H, W, C_in * |G|)``, a regular group map.
+      w: ``(k, k, C_in, |G|, C_out)``.
+      b: optional ``(C_out,)``, shared over the group axis.
+      group: "p4" or "p4m".
+      **conv_args: ``stride``, ``padding``, ``padding_mode``, ``dilation`` of :func:`conv`.
+
+    Returns:
+      ``(*batch, H', W', C_out * |G|)``.
+
+    Example:
+      >>> group_conv(jnp.ones((2, 7, 7, 40)), jnp.ones((3, 3, 10, 4, 10)), padding=1).shape
+      (2, 7, 7, 40)
+    """
+    _check_planar(x, w, 5, "group_conv", "(k, k, C_in, |G|, C_out)")
+    n = group_order(group)
+    if x.shape[-1] != w.shape[2] * n:
+        raise ValueError(
+            f"group_conv: x has {x.shape[-1]} channels but w expects C_in * |G| = {w.shape[2]} * {n}; "
+            f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
+        )
+    return conv(x, group_filters(w, group), _bias(b, n), **conv_args)
+
+
+def _fields(x: jnp.ndarray, group: str, fn: str) -> jnp.ndarray:
+    n = group_order(group)
+    if x.shape[-1] % n:
+        raise ValueError(f"{fn}: the channel count {x.shape[-1]} is not a multiple of |G| = {n} ({group!r})")
+    return x.reshape(x.shape[:-1] + (-1, n))
+
+
+def group_pool(x: jnp.ndarray, group: str = "p4", reduce: str = "max") -> jnp.ndarray:
+    """Pool over the group axis: ``(*batch, *spatial, C * |G|) -> (*batch, *spatial, C)``, invariant to ``h``.
+
+    Example:
+      >>> group_pool(jnp.arange(8.0).reshape(1, 8), "p4")
+      Array([[3., 7.]], dtype=float32)
+    """
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"group_pool: reduce must be 'max' or 'mean', got {reduce!r}")
+    f = _fields(x, group, "group_pool")
+    return f.max(-1) if reduce == "max" else f.mean(-1)
+
+
+def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarray | None,
+                     stats: dict[str, jnp.ndarray], *, group: str = "p4", **bn_args: Any):
+    """Batch norm of a regular group map with one mean/var/scale/bias per field, shared over the group axis.
+
+    Sharing the statistics over ``h`` is what keeps the layer equivariant (per-channel
+    statistics would differ between rotated copies). See :func:`~cnnjax.functional.batch_norm`.
+
+    Args:
+      x: ``(*batch, *spatial, C * |G|)``.
+      scale, bias: ``(C,)`` or None; stats: ``{"mean": (C,), "var": (C,)}``.
+      **bn_args: ``training``, ``momentum``, ``eps``, ``axis_name``.
+
+    Returns:
+      ``(y, new_stats)``, ``y`` shaped like ``x``.
+    """
+    f = jnp.swapaxes(_fields(x, group, "group_batch_norm"), -1, -2)
+    y, new = batch_norm(f, scale, bias, stats, **bn_args)
+    return jnp.swapaxes(y, -1, -2).reshape(x.shape), new
+

@@ -1,0 +1,79 @@
+"""How a zoo model subsamples: ``downsample="stride"`` (as published), ``"blur"`` (Zhang 2019) or ``"aps"``.
+
+With ``"blur"`` or ``"aps"`` every strided conv or pool runs at stride 1 and is followed by
+:class:`Subsample`: a strided ``conv`` + ReLU becomes ``conv(stride 1)`` + ReLU + BlurPool,
+``MaxPool(k, s)`` becomes ``MaxPool(k, stride 1)`` + BlurPool (or APS). Output sizes and
+parameter counts are unchanged. A residual block chooses its APS phase on the main branch
+and subsamples the shortcut with the same phase, so both stay aligned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+
+from cnnjax import functional as F
+from cnnjax import nn
+
+DOWNSAMPLE_MODES = ("stride", "blur", "aps")
+
+
+def check_downsample(downsample: str, blur_size: int, fn: str) -> str:
+    if downsample not in DOWNSAMPLE_MODES:
+        raise ValueError(f"{fn}: downsample must be one of {DOWNSAMPLE_MODES}, got downsample={downsample!r}")
+    F.binomial_filter(blur_size, 1)
+    return downsample
+
+
+class Subsample(nnx.Module):
+    """Subsample a stride-1 map by ``stride``: plain (``"stride"``), blurred (``"blur"``) or polyphase (``"aps"``).
+
+    ``(*batch, *spatial, C) -> (*batch, *ceil(spatial / stride), C)``. ``phase`` and
+    ``return_phase`` matter only for ``"aps"`` (other modes return a ``None`` phase).
+
+    Example:
+      >>> Subsample("blur", 2, 1)(jnp.ones((4, 38, 15))).shape
+      (4, 19, 15)
+    """
+
+    def __init__(self, mode: str, stride: int, spatial_dims: int, *, blur_size: int = 3, padding_mode: str = "reflect"):
+        self.mode = check_downsample(mode, blur_size, "Subsample")
+        self.stride = (stride,) * spatial_dims
+        self.blur_size, self.padding_mode = blur_size, padding_mode
+
+    def __call__(self, x: jax.Array, phase: jax.Array | None = None, *, return_phase: bool = False):
+        if self.mode == "aps":
+            return F.aps_pool(x, self.stride, phase=phase, return_phase=return_phase)
+        if self.mode == "blur":
+            y = F.blur_pool(x, self.blur_size, self.stride, padding_mode=self.padding_mode)
+        else:
+            n = len(self.stride)
+            y = x[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)] if n else x
+        return (y, None) if return_phase else y
+
+
+def maybe_subsample(mode: str, stride: int, spatial_dims: int, blur_size: int, padding_mode: str = "reflect") -> Any:
+    """``(layer stride, Subsample or None)``: keep the stride for ``"stride"`` or 1, else move it into a Subsample."""
+    if mode == "stride" or stride == 1:
+        return stride, None
+    return 1, Subsample(mode, stride, spatial_dims, blur_size=blur_size, padding_mode=padding_mode)
+
+
+class MaxPoolSubsample(nnx.Module):
+    """``MaxPool(window, stride 1)`` then :class:`Subsample`: Zhang's MaxBlurPool (or max pool + APS) in one layer.
+
+    One layer, so a network's ``nnx.Sequential`` indices (and PyTorch state-dict keys) stay put.
+
+    Example:
+      >>> MaxPoolSubsample((2, 2), "blur")(jnp.ones((1, 224, 224, 64))).shape
+      (1, 112, 112, 64)
+    """
+
+    def __init__(self, window: tuple[int, ...], mode: str, stride: int = 2, *, blur_size: int = 3):
+        self.pool = nn.MaxPool(window, 1)
+        self.subsample = Subsample(mode, stride, len(window), blur_size=blur_size)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.subsample(self.pool(x))
