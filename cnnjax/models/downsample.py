@@ -54,11 +54,16 @@ class Subsample(nnx.Module):
         return (y, None) if return_phase else y
 
 
-def maybe_subsample(mode: str, stride: int, spatial_dims: int, blur_size: int, padding_mode: str = "reflect") -> Any:
-    """``(layer stride, Subsample or None)``: keep the stride for ``"stride"`` or 1, else move it into a Subsample."""
+def maybe_subsample(mode: str, stride: int, spatial_dims: int, blur_size: int, conv_padding_mode: str = "zeros") -> Any:
+    """``(layer stride, Subsample or None)``: keep the stride for ``"stride"`` or 1, else move it into a Subsample.
+
+    Circular networks blur circularly, so they stay exactly shift-equivariant; the others
+    reflect, the paper's default.
+    """
     if mode == "stride" or stride == 1:
         return stride, None
-    return 1, Subsample(mode, stride, spatial_dims, blur_size=blur_size, padding_mode=padding_mode)
+    blur_padding = "circular" if conv_padding_mode == "circular" else "reflect"
+    return 1, Subsample(mode, stride, spatial_dims, blur_size=blur_size, padding_mode=blur_padding)
 
 
 class MaxPoolSubsample(nnx.Module):

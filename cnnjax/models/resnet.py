@@ -28,10 +28,6 @@ def conv1x1(cin, cout, rngs, stride=1):
     return nn.Conv(cin, cout, (1, 1), stride=stride, use_bias=False, rngs=rngs)
 
 
-def _blur_padding(padding_mode):
-    return "circular" if padding_mode == "circular" else "reflect"
-
-
 class _Residual(nnx.Module):
     """Shared by the blocks: ``subsample`` (None unless ``downsample_mode`` moved the stride out of the conv)."""
 
@@ -55,7 +51,7 @@ class BasicBlock(_Residual):
 
     def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros",
                  downsample_mode="stride", blur_size=3):
-        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, _blur_padding(padding_mode))
+        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, padding_mode)
         self.conv1 = conv3x3(cin, planes, rngs, stride, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm(planes)
         self.conv2 = conv3x3(planes, planes, rngs, padding_mode=padding_mode)
@@ -78,7 +74,7 @@ class Bottleneck(_Residual):
 
     def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros",
                  downsample_mode="stride", blur_size=3):
-        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, _blur_padding(padding_mode))
+        stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, padding_mode)
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(cin, width, rngs)
         self.bn1 = nn.BatchNorm(width)

@@ -72,11 +72,6 @@ HEADS = ("flatten", "global")
 PADDINGS = ("published", "same")
 
 
-def _blur_padding(padding_mode: str) -> str:
-    """Circular nets blur circularly (to stay exactly shift-equivariant); others reflect, the paper's default."""
-    return "circular" if padding_mode == "circular" else "reflect"
-
-
 class Conv1dNet(Model):
     """A stack of 1-D conv + ReLU layers and a linear head (the MNIST-1D CNNs).
 
@@ -101,7 +96,7 @@ class Conv1dNet(Model):
             layers = [(cin, cout, k, s, k // 2) for cin, cout, k, s, _ in layers]
         self.stage_names = tuple(f"conv{i + 1}" for i in range(len(layers)))
         for name, (cin, cout, k, s, p) in zip(self.stage_names, layers):
-            conv_stride, sub = maybe_subsample(downsample, s, 1, blur_size, _blur_padding(padding_mode))
+            conv_stride, sub = maybe_subsample(downsample, s, 1, blur_size, padding_mode)
             conv = nn.Conv(cin, cout, (k,), stride=conv_stride, padding=p, padding_mode=padding_mode, rngs=rngs)
             setattr(self, name, nnx.Sequential(conv, jax.nn.relu, *([sub] if sub else [])))
             length = (length + 2 * p - k) // s + 1
