@@ -28,7 +28,7 @@ def _overview() -> str:
     import jax
 
     import cnnjax
-    from cnnjax import functional, inspect, models, nn
+    from cnnjax import equivariance, functional, inspect, models, nn
 
     ops = ", ".join(name for name in functional.__all__ if name != "filters")
     return (
@@ -37,6 +37,7 @@ def _overview() -> str:
         f"cnnjax.nn: {', '.join(n for n in nn.__all__ if n[0].isupper())}\n"
         f"cnnjax.models ({len(models.list_models())}): {', '.join(models.list_models())}\n"
         f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}\n"
+        f"cnnjax.equivariance: {', '.join(n for n in equivariance.__all__ if n[0].islower())}\n"
         f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR"
     )
 

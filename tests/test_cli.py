@@ -12,8 +12,9 @@ def _run(*args):
 def test_cnnjax_lists_what_exists():
     out = _run()
     assert out.returncode == 0, out.stderr
-    assert "cnnjax.functional: adaptive_avg_pool" in out.stdout
-    assert "cnnjax.models (34): alexnet" in out.stdout
+    assert "cnnjax.functional: act_regular, adaptive_avg_pool" in out.stdout
+    assert "cnnjax.models (35): alexnet" in out.stdout
+    assert "cnnjax.equivariance: assert_equivariant" in out.stdout
     assert "cnnjax train" in out.stdout
 
 
