@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.equivariance.metrics import as_function, relative_error, stride_between
+from cnnjax.equivariance.metrics import has_spatial, as_function, expected_outputs, relative_error
 from cnnjax.equivariance.transforms import Transform
 
 
@@ -117,14 +117,9 @@ def layerwise_equivariance(model: Any, x: jax.Array, transform: Transform, *,
     moved = jax.vmap(lambda p: named(transform.fn(x, p)))(jnp.asarray(transform.params))
     rows = []
     for name, y in base.items():
-        actual = moved[name]
-        if name in out_transforms or (y.ndim == x.ndim and y.shape[0] == x.shape[0]):
-            stride = None if name in out_transforms else stride_between(x.shape, y.shape, n)
-            t = out_transforms.get(name) or transform.rescaled(stride)
-            expected, kind = t.apply_all(y), "equivariance"
-            exact = transform.exact_under(stride) if stride else np.ones(len(transform.params), bool)
-        else:
-            stride, kind = None, "invariance"
-            expected, exact = jnp.broadcast_to(y, actual.shape), np.ones(len(transform.params), bool)
-        rows.append(LayerError(name, tuple(y.shape), stride, kind, np.asarray(relative_error(actual, expected)), exact))
+        invariant = name not in out_transforms and not has_spatial(y, x, n)
+        expected, exact, stride = expected_outputs(x, y, transform, out_transform=out_transforms.get(name),
+                                                   invariant=invariant)
+        kind = "invariance" if invariant else "equivariance"
+        rows.append(LayerError(name, tuple(y.shape), stride, kind, np.asarray(relative_error(moved[name], expected)), exact))
     return LayerwiseReport(transform, rows)

@@ -8,6 +8,7 @@ transform's parameters in one vmapped call.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any, Callable
 
 import jax
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cnnjax.equivariance.transforms import Transform, _fft_shift, _linear_shift, shift, spatial_axes
+from cnnjax.equivariance.transforms import Transform, _fft_shift, _integer_shift, _linear_shift, spatial_axes
 from cnnjax.inspect import receptive_field
 
 
@@ -24,11 +25,9 @@ def as_function(f: Any, **call_kwargs: Any) -> Callable[[jax.Array], Any]:
     if isinstance(f, nnx.Module):
         graphdef, state = nnx.split(f)
         return lambda x: nnx.merge(graphdef, state, copy=True)(x, **call_kwargs)
-    if call_kwargs:
-        return lambda x: f(x, **call_kwargs)
     if not callable(f):
         raise TypeError(f"expected a function or an NNX module, got {type(f).__name__}")
-    return f
+    return (lambda x: f(x, **call_kwargs)) if call_kwargs else f
 
 
 def stride_between(in_shape: tuple[int, ...], out_shape: tuple[int, ...], n: int) -> tuple[int, ...]:
@@ -37,7 +36,8 @@ def stride_between(in_shape: tuple[int, ...], out_shape: tuple[int, ...], n: int
     return tuple(max(1, round(i / o)) for i, o in zip(ins, outs))
 
 
-def _has_spatial(y: jax.Array, x: jax.Array, n: int) -> bool:
+def has_spatial(y: jax.Array, x: jax.Array, n: int) -> bool:
+    """Whether ``y`` is a map over the same batch dims and spatial rank as ``x`` (else a vector per example)."""
     return y.ndim == x.ndim and y.shape[: x.ndim - n - 1] == x.shape[: x.ndim - n - 1]
 
 
@@ -99,23 +99,50 @@ class Comparison:
     mask: jax.Array | None  # (P, *out_spatial, 1), broadcast over batch dims and channels
     exact: np.ndarray  # (P,) whether the output transform is whole-pixel
     stride: tuple[int, ...] | None
-    out_transform: Transform | None
 
     def errors(self) -> jax.Array:
         """``(P,)`` relative errors ``||a - b|| / ||b||`` over the masked units."""
         return relative_error(self.actual, self.expected, self.mask)
 
 
+def apply_mask(a: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Zero the units ``mask`` ``(P, *spatial, 1)`` drops from ``a`` ``(P, *batch, *spatial, C)``."""
+    if mask is None:
+        return a
+    return a * mask.reshape(mask.shape[:1] + (1,) * (a.ndim - mask.ndim) + mask.shape[1:])
+
+
 def relative_error(actual: jax.Array, expected: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """``(P,)``: ``||a_p - b_p|| / ||b_p||`` over all but the leading axis; ``mask`` ``(P, *spatial, 1)`` selects units."""
-    diff, ref = actual - expected, expected
-    if mask is not None:
-        m = mask.reshape(mask.shape[:1] + (1,) * (diff.ndim - mask.ndim) + mask.shape[1:])
-        diff, ref = diff * m, ref * m
+    diff, ref = apply_mask(actual - expected, mask), apply_mask(expected, mask)
     axes = tuple(range(1, diff.ndim))
     num = jnp.sqrt(jnp.sum(jnp.square(diff.astype(jnp.float32)), axis=axes))
     den = jnp.sqrt(jnp.sum(jnp.square(ref.astype(jnp.float32)), axis=axes))
     return num / jnp.maximum(den, jnp.finfo(jnp.float32).tiny)
+
+
+def expected_outputs(x: jax.Array, y: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
+                     invariant: bool = False) -> tuple[jax.Array, np.ndarray, tuple[int, ...] | None]:
+    """What ``f(t x)`` should be, given ``y = f(x)``: ``(expected (P, *y.shape), exact (P,), stride or None)``.
+
+    Invariance: ``y`` itself. Equivariance: ``out_transform`` applied to ``y``, by default
+    ``transform`` rescaled by the cumulative stride inferred from the shapes.
+    """
+    count = len(transform.params)
+    if invariant:
+        return jnp.broadcast_to(y, (count,) + y.shape), np.ones(count, bool), None
+    if out_transform is not None:
+        if len(out_transform.params) != count:
+            raise ValueError(f"out_transform has {len(out_transform.params)} parameters, transform {count}")
+        return out_transform.apply_all(y), np.ones(count, bool), None
+    n = transform.spatial_dims
+    if not has_spatial(y, x, n):
+        raise ValueError(
+            f"equivariance needs an output with the input's {n} spatial dim(s) (f(x).shape={tuple(y.shape)}, "
+            f"x.shape={tuple(x.shape)}); for a classifier measure invariance, or pass out_transform"
+        )
+    stride = stride_between(x.shape, y.shape, n)
+    return transform.rescaled(stride).apply_all(y), transform.exact_under(stride), stride
 
 
 def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
@@ -123,29 +150,11 @@ def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transf
     """Evaluate ``f`` on ``x`` and on every ``transform(x, p)``; build the expected outputs."""
     fn = as_function(f)
     x = jnp.asarray(x)
-    n = transform.spatial_dims
     y = fn(x)
     actual = jax.vmap(lambda p: fn(transform.fn(x, p)))(jnp.asarray(transform.params))
-    if invariant:
-        expected = jnp.broadcast_to(y, actual.shape)
-        return Comparison(actual, expected, None, np.ones(len(transform.params), bool), None, None)
-    stride = None
-    if out_transform is None:
-        if not _has_spatial(y, x, n):
-            raise ValueError(
-                f"equivariance needs an output with the input's {n} spatial dim(s) (f(x).shape={tuple(y.shape)}, "
-                f"x.shape={tuple(x.shape)}); for a classifier measure invariance, or pass out_transform"
-            )
-        stride = stride_between(x.shape, y.shape, n)
-        out_transform = transform.rescaled(stride)
-        exact = transform.exact_under(stride)
-    else:
-        exact = np.ones(len(transform.params), bool)
-    if len(out_transform.params) != len(transform.params):
-        raise ValueError(f"out_transform has {len(out_transform.params)} parameters, transform {len(transform.params)}")
-    expected = out_transform.apply_all(y)
-    m = None if mask is None else _resolve_mask(mask, fn, x, y, transform, n)
-    return Comparison(actual, expected, m, exact, stride, out_transform)
+    expected, exact, stride = expected_outputs(x, y, transform, out_transform=out_transform, invariant=invariant)
+    m = None if mask is None else _resolve_mask(mask, fn, x, y, transform, transform.spatial_dims)
+    return Comparison(actual, expected, m, exact, stride)
 
 
 def equivariance_error(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
@@ -191,10 +200,6 @@ def invariance_error(f: Any, x: jax.Array, transform: Transform) -> jax.Array:
     return compare(f, x, transform, invariant=True).errors()
 
 
-def _random_shifts(key, batch: int, n: int, max_shift: int) -> jax.Array:
-    return jax.random.randint(key, (2, batch, n), 0, max_shift + 1)
-
-
 def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial_dims: int,
                 mode: str = "circular") -> jax.Array:
     """Shift consistency: the fraction of examples whose predicted class is the same under two random shifts.
@@ -228,10 +233,10 @@ def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial
     spatial = x.shape[1:-1]
     if not 0 <= max_shift < min(spatial):
         raise ValueError(f"consistency: max_shift must be in [0, {min(spatial) - 1}] for spatial shape {spatial}, got {max_shift}")
-    offsets = _random_shifts(key, x.shape[0], n, max_shift)
+    offsets = jax.random.randint(key, (2, x.shape[0], n), 0, max_shift + 1)
     if mode == "circular":
-        one = shift(np.zeros(n, np.int32), spatial_dims=n).fn
-        views = [jax.vmap(one)(x, o) for o in offsets]
+        roll = partial(_integer_shift, n=n, circular=True)
+        views = [jax.vmap(roll)(x, o) for o in offsets]
     else:
         size = tuple(s - max_shift for s in spatial) + (x.shape[-1],)
         crop = lambda xi, o: jax.lax.dynamic_slice(xi, tuple(o) + (0,), size)  # noqa: E731
@@ -274,7 +279,7 @@ def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, me
     x = jnp.asarray(x)
     y, dy = jax.jvp(lambda t: fn(move(x, t)), (jnp.float32(0.0),), (jnp.float32(1.0),))
     if equivariant:
-        if not _has_spatial(y, x, n):
+        if not has_spatial(y, x, n):
             raise ValueError(f"lie_derivative: equivariant=True needs a spatial output, got f(x).shape={tuple(y.shape)}")
         stride = stride_between(x.shape, y.shape, n)[axis]
         _, dmove = jax.jvp(lambda t: move(y, t / stride), (jnp.float32(0.0),), (jnp.float32(1.0),))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.equivariance.metrics import Comparison, compare
+from cnnjax.equivariance.metrics import Comparison, apply_mask, compare
 from cnnjax.equivariance.transforms import Transform
 
 #: (rtol, atol) by dtype: the check is ``max|f(t x) - t' f(x)| <= atol + rtol * max|t' f(x)|``.
@@ -22,10 +22,7 @@ def _tolerances(dtype: Any, rtol: float | None, atol: float | None) -> tuple[flo
 
 def _check(c: Comparison, transform: Transform, what: str, rtol: float | None, atol: float | None) -> list[dict]:
     rtol, atol = _tolerances(c.expected.dtype, rtol, atol)
-    diff = jnp.abs(c.actual - c.expected).astype(jnp.float32)
-    if c.mask is not None:
-        m = c.mask.reshape(c.mask.shape[:1] + (1,) * (diff.ndim - c.mask.ndim) + c.mask.shape[1:])
-        diff = diff * m
+    diff = apply_mask(jnp.abs(c.actual - c.expected).astype(jnp.float32), c.mask)
     per = diff.reshape(diff.shape[0], -1)
     max_err = np.asarray(per.max(axis=1))
     where = np.asarray(per.argmax(axis=1))

@@ -79,9 +79,8 @@ def act_regular(x: jnp.ndarray, g: int, group: str, axes: tuple[int, int] = (-3,
       >>> act_regular(jnp.arange(4.0).reshape(1, 1, 4), 1, "p4")[0, 0]
       Array([3., 0., 1., 2.], dtype=float32)
     """
-    n = group_order(group)
     y = transform_plane(x, g, axes)
-    return y.reshape(y.shape[:-1] + (-1, n))[..., regular_permutation(group, g)].reshape(y.shape)
+    return _fields(y, group, "act_regular")[..., regular_permutation(group, g)].reshape(y.shape)
 
 
 def _check_planar(x: jnp.ndarray, w: jnp.ndarray, w_rank: int, fn: str, what: str) -> None:

@@ -49,8 +49,7 @@ class Subsample(nnx.Module):
         if self.mode == "blur":
             y = F.blur_pool(x, self.blur_size, self.stride, padding_mode=self.padding_mode)
         else:
-            n = len(self.stride)
-            y = x[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)] if n else x
+            y = x[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)]
         return (y, None) if return_phase else y
 
 

@@ -127,7 +127,6 @@ class ResNet(Model):
         self.maxpool = nn.MaxPool((3, 3), pool_stride, 1)
         self.pool_subsample = sub
         kw = dict(groups=groups, base_width=width_per_group, downsample_mode=downsample, blur_size=blur_size)
-        self.shortcut_stride = 2 if downsample == "stride" else 1
         self.layer1 = self._make_layer(block, 64, layers[0], 1, rngs, kw)
         self.layer2 = self._make_layer(block, 128, layers[1], 2, rngs, kw)
         self.layer3 = self._make_layer(block, 256, layers[2], 2, rngs, kw)
@@ -142,7 +141,8 @@ class ResNet(Model):
     def _make_layer(self, block, planes, blocks, stride, rngs, kw):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            shortcut_stride = stride if stride == 1 else self.shortcut_stride
+            # Blur/APS blocks subsample the shortcut's input themselves (sharing the main branch's phase).
+            shortcut_stride = stride if kw["downsample_mode"] == "stride" else 1
             downsample = nnx.Sequential(conv1x1(self.inplanes, planes * block.expansion, rngs, shortcut_stride),
                                         nn.BatchNorm(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, rngs, **kw)]

@@ -21,7 +21,7 @@ from cnnjax.nn.norm import BatchNorm
 class _GroupConvBase(nnx.Module):
     def __init__(self, shape, out_channels, group, stride, padding, padding_mode, dilation, use_bias,
                  kernel_init, bias_init, param_dtype, rngs):
-        self.order = F.group_order(group)
+        F.group_order(group)  # an unknown group fails here, not at the first call
         self.group, self.stride, self.padding, self.padding_mode, self.dilation = group, stride, padding, padding_mode, dilation
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
         self.bias = nnx.Param(bias_init(rngs.params(), (out_channels,), param_dtype)) if use_bias else None
