@@ -1,18 +1,14 @@
-"""The ``cnnjax`` command: ``train`` (the main job), ``eval``, and an overview of what exists."""
+"""The ``cnnjax`` command: ``train`` (the main job), ``eval``, ``sweep``, ``experiment``, ``bench``, and an overview."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
-
-_PENDING = {
-    "sweep": "experiments/ (issue: scripted studies and ablations)",
-    "experiment": "experiments/ (issue: scripted studies and ablations)",
-}
 
 # TrainConfig fields settable as flags: --flag-name -> field
 _FLAGS = {
@@ -38,7 +34,8 @@ def _overview() -> str:
         f"cnnjax.models ({len(models.list_models())}): {', '.join(models.list_models())}\n"
         f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}\n"
         f"cnnjax.equivariance: {', '.join(n for n in equivariance.__all__ if n[0].islower())}\n"
-        f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR"
+        f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR, cnnjax sweep [CONFIG] --grid K=V1,V2, "
+        f"cnnjax experiment NAME [--quick], cnnjax bench"
     )
 
 
@@ -160,16 +157,64 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _bench(argv: list[str]) -> int:
-    """Run ``python -m benchmarks`` with ``argv``; the suite lives beside the package in a source checkout."""
+def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from cnnjax.train import TrainConfig, group_stats, parse_grid, run_sweep
+    from cnnjax.train.sweep import cells
+
+    base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    try:
+        grid = parse_grid(args.grid or [])
+    except ValueError as e:
+        parser.error(str(e))
+    if not grid:
+        parser.error("give at least one --grid KEY=V1,V2,... (e.g. --grid model=mlp,logistic seed=0,1,2)")
+    out = Path(args.out or f"runs/sweep-{Path(args.config).stem if args.config else 'default'}")
+    print(f"sweep into {out}/ (finished cells are skipped, so re-running resumes): "
+          + ", ".join(f"{k}={v}" for k, v in grid.items()))
+    r = run_sweep(base, grid, out, jobs=args.jobs, progress=not args.quiet, metric=args.metric)
+    keys = [k for k in grid if k != "seed"]
+    for s in group_stats(r.rows, keys, args.metric):
+        label = ", ".join(f"{k}={s[k]}" for k in keys) or "all"
+        print(f"  {label}: {args.metric} {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']})")
+    print(f"{len(cells(grid))} cell(s), {len(r.rows)} run(s): {r.csv_path}" + (f", {r.plot_path}" if r.plot_path else ""))
+    return 0
+
+
+def _from_checkout(package: str, command: str):
+    """Import ``package`` (``benchmarks``, ``experiments``) from the current folder, a source checkout's root."""
     sys.path.insert(0, os.getcwd())
     try:
-        from benchmarks.__main__ import main as bench_main
+        return importlib.import_module(package)
     except ImportError:
-        print("cnnjax bench: error: no benchmarks/ folder here; run it from the root of a cnnjax source checkout",
+        print(f"cnnjax {command}: error: no {package}/ folder here; run it from the root of a cnnjax source checkout",
               file=sys.stderr)
+        return None
+
+
+def _bench(argv: list[str]) -> int:
+    """Run ``python -m benchmarks`` with ``argv``; the suite lives beside the package in a source checkout."""
+    if _from_checkout("benchmarks", "bench") is None:
         return 2
+    from benchmarks.__main__ import main as bench_main
+
     return bench_main(argv)
+
+
+def _experiment(argv: list[str]) -> int:
+    """``cnnjax experiment NAME ARGS`` is ``python -m experiments.NAME ARGS`` (from a source checkout's root)."""
+    experiments = _from_checkout("experiments", "experiment")
+    if experiments is None:
+        return 2
+    names = experiments.STUDIES
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: cnnjax experiment NAME [--quick] [--out DIR] [--set KEY=VALUE]\nstudies:\n"
+              + "\n".join(f"  {n:<24} {importlib.import_module(f'experiments.{n}').__doc__.strip().splitlines()[0]}"
+                          for n in names))
+        return 0 if argv else 2
+    if argv[0] not in names:
+        print(f"cnnjax experiment: error: unknown study {argv[0]!r}; choose from: {', '.join(names)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"experiments.{argv[0]}").main(argv[1:])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,9 +236,16 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time cnnjax vs plain Flax vs PyTorch (the benchmarks/ folder of a source checkout)",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
-    for name, what in _PENDING.items():
-        p = sub.add_parser(name, help=f"(not yet available: needs {what})")
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    sw = sub.add_parser("sweep", help="train a grid of configs; seeds/lr/weight_decay vmapped, finished cells skipped")
+    sw.add_argument("config", nargs="?", help="a YAML or Python config file (default: the main job's config)")
+    sw.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="config keys (or model_options.NAME) and their values")
+    sw.add_argument("--out", help="results folder (default: runs/sweep-<config name>); re-running resumes")
+    sw.add_argument("--jobs", type=int, default=1, help="cells trained at once in separate processes")
+    sw.add_argument("--metric", default="test_acc", help="the column summarized and plotted")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex = sub.add_parser("experiment", help="run a study from experiments/ (a source checkout): NAME [--quick]",
+                        add_help=False)
+    ex.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -201,20 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # all its flags (--help too) belong to the benchmark command
         return _bench(argv[1:])
+    if argv[:1] == ["experiment"]:  # likewise the study's
+        return _experiment(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         print(_overview())
-        return 0
-    if args.command in _PENDING:
-        print(f"`cnnjax {args.command}` is not available yet: it arrives with {_PENDING[args.command]}.")
         return 0
     from cnnjax.data import DatasetNotFoundError
     from cnnjax.train import CheckpointError, TrainingError
 
     sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001 (argparse's own registry)
     try:
-        return _train(args, sub) if args.command == "train" else _eval(args, sub)
+        return {"train": _train, "eval": _eval, "sweep": _sweep}[args.command](args, sub)
     except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError) as e:
         print(f"cnnjax {args.command}: error: {e}", file=sys.stderr)
         return 2

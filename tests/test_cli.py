@@ -1,4 +1,4 @@
-"""The `cnnjax` command's overview and its not-yet-available commands, run as a user would."""
+"""The `cnnjax` command's overview, sweep, experiment and bench dispatch, run as a user would."""
 
 import subprocess
 import sys
@@ -13,15 +13,44 @@ def test_cnnjax_lists_what_exists():
     out = _run()
     assert out.returncode == 0, out.stderr
     assert "cnnjax.functional: act_regular, adaptive_avg_pool" in out.stdout
-    assert "cnnjax.models (35): alexnet" in out.stdout
+    assert "cnnjax.models (37): alexnet" in out.stdout
     assert "cnnjax.equivariance: assert_equivariant" in out.stdout
     assert "cnnjax train" in out.stdout
 
 
-def test_pending_commands_say_so_plainly():
-    out = _run("sweep")
+def test_sweep_trains_a_grid_then_resumes_without_training(tmp_path):
+    args = ("sweep", "--grid", "model=logistic,mlp", "seed=0,1", "steps=20", "--out", str(tmp_path / "s"), "--quiet")
+    out = _run(*args)
     assert out.returncode == 0, out.stderr
-    assert "`cnnjax sweep` is not available yet" in out.stdout
+    assert "2 cell(s), 4 run(s)" in out.stdout and (tmp_path / "s" / "sweep.png").stat().st_size > 0
+    lines = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
+    assert lines[0].startswith("model,steps,member,seed,lr") and len(lines) == 5
+    members = tmp_path / "s" / "model=mlp,steps=20" / "members.csv"
+    stamp = members.stat().st_mtime_ns
+    again = _run(*args)
+    assert again.returncode == 0 and members.stat().st_mtime_ns == stamp  # read back, not retrained
+    assert again.stdout.splitlines()[-2:] == out.stdout.splitlines()[-2:]
+
+
+def test_sweep_errors_name_the_bad_key():
+    out = _run("sweep", "--grid", "depth=1,2")
+    assert out.returncode == 2 and "grid key 'depth' is not a TrainConfig field" in out.stderr
+    out = _run("sweep")
+    assert out.returncode == 2 and "give at least one --grid" in out.stderr
+
+
+def test_experiment_lists_studies_and_rejects_unknown_ones(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "mnist1d_table" in out.stdout and "rotation_gcnn" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "nope"], capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "mnist1d_table"], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "no experiments/ folder here" in out.stderr
 
 
 def test_bench_runs_the_checkouts_benchmarks_and_says_where_they_are_missing(tmp_path):

@@ -1,4 +1,4 @@
-"""TFDS builders for the datasets cnnjax makes offline: ``mnist1d``, ``digits`` and ``shapes``.
+"""TFDS builders for the datasets cnnjax makes offline: ``mnist1d`` (and ``mnist1d_shuffled``), ``digits``, ``shapes``.
 
 They are prepared as ``array_record`` files (no TensorFlow needed) and read back with
 ``tfds.data_source``, exactly like any TFDS catalog dataset that was prepared that way.
@@ -39,6 +39,20 @@ class Mnist1d(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, x, y):
         for i, (signal, label) in enumerate(zip(x, y)):
             yield i, {"signal": np.asarray(signal, np.float32)[:, None], "label": int(label)}
+
+
+class Mnist1dShuffled(Mnist1d):
+    """MNIST-1D with one fixed random permutation of the 40 positions, the same for train and test.
+
+    The permutation is ``np.random.default_rng(0).permutation(40)`` (:data:`MNIST1D_PERMUTATION`).
+    Greydanus' test of spatial inductive bias: an MLP does not care, a CNN does.
+    """
+
+    def _generate_examples(self, x, y):
+        yield from super()._generate_examples(np.asarray(x)[:, MNIST1D_PERMUTATION], y)
+
+
+MNIST1D_PERMUTATION = np.random.default_rng(0).permutation(40)
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):
@@ -142,4 +156,4 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": image, "label": int(np.argmax(areas)), "boxes": boxes, "classes": classes, "mask": mask}
 
 
-BUILDERS = {"mnist1d": Mnist1d, "digits": Digits, "shapes": Shapes}
+BUILDERS = {"mnist1d": Mnist1d, "mnist1d_shuffled": Mnist1dShuffled, "digits": Digits, "shapes": Shapes}

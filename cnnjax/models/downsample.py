@@ -1,6 +1,7 @@
-"""How a zoo model subsamples: ``downsample="stride"`` (as published), ``"blur"`` (Zhang 2019) or ``"aps"``.
+"""How a zoo model subsamples: ``downsample="stride"`` (as published), ``"max"``/``"avg"`` (a pool),
+``"blur"`` (Zhang 2019) or ``"aps"`` (Chaman & Dokmanic 2021).
 
-With ``"blur"`` or ``"aps"`` every strided conv or pool runs at stride 1 and is followed by
+With any mode but ``"stride"`` every strided conv or pool runs at stride 1 and is followed by
 :class:`Subsample`: a strided ``conv`` + ReLU becomes ``conv(stride 1)`` + ReLU + BlurPool,
 ``MaxPool(k, s)`` becomes ``MaxPool(k, stride 1)`` + BlurPool (or APS). Output sizes and
 parameter counts are unchanged. A residual block chooses its APS phase on the main branch
@@ -17,7 +18,7 @@ from flax import nnx
 from cnnjax import functional as F
 from cnnjax import nn
 
-DOWNSAMPLE_MODES = ("stride", "blur", "aps")
+DOWNSAMPLE_MODES = ("stride", "max", "avg", "blur", "aps")
 
 
 def check_downsample(downsample: str, blur_size: int, fn: str) -> str:
@@ -28,7 +29,8 @@ def check_downsample(downsample: str, blur_size: int, fn: str) -> str:
 
 
 class Subsample(nnx.Module):
-    """Subsample a stride-1 map by ``stride``: plain (``"stride"``), blurred (``"blur"``) or polyphase (``"aps"``).
+    """Subsample a stride-1 map by ``stride``: plain (``"stride"``), pooled over ``stride``-sized windows
+    (``"max"``, ``"avg"``), blurred (``"blur"``) or polyphase (``"aps"``).
 
     ``(*batch, *spatial, C) -> (*batch, *ceil(spatial / stride), C)``. ``phase`` and
     ``return_phase`` matter only for ``"aps"`` (other modes return a ``None`` phase).
@@ -48,6 +50,10 @@ class Subsample(nnx.Module):
             return F.aps_pool(x, self.stride, phase=phase, return_phase=return_phase)
         if self.mode == "blur":
             y = F.blur_pool(x, self.blur_size, self.stride, padding_mode=self.padding_mode)
+        elif self.mode == "max":  # ceil_mode: the same output size as the other modes
+            y = F.max_pool(x, self.stride, ceil_mode=True)
+        elif self.mode == "avg":
+            y = F.avg_pool(x, self.stride, ceil_mode=True, count_include_pad=False)
         else:
             y = x[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)]
         return (y, None) if return_phase else y

@@ -50,12 +50,12 @@ class BasicBlock(_Residual):
     expansion = 1
 
     def __init__(self, cin, planes, stride, downsample, rngs, *, groups=1, base_width=64, padding_mode="zeros",
-                 downsample_mode="stride", blur_size=3):
+                 downsample_mode="stride", blur_size=3, norm="batch"):
         stride, self.subsample = maybe_subsample(downsample_mode, stride, 2, blur_size, padding_mode)
         self.conv1 = conv3x3(cin, planes, rngs, stride, padding_mode=padding_mode)
-        self.bn1 = nn.BatchNorm(planes)
+        self.bn1 = nn.norm_layer(norm, planes, spatial_dims=2)
         self.conv2 = conv3x3(planes, planes, rngs, padding_mode=padding_mode)
-        self.bn2 = nn.BatchNorm(planes)
+        self.bn2 = nn.norm_layer(norm, planes, spatial_dims=2)
         self.downsample = downsample
 
     def __call__(self, x):
@@ -210,19 +210,23 @@ class CifarResNet(Model):
 
     ``downsample="blur"``/``"aps"`` subsamples the two strided blocks with BlurPool/APS (both
     branches alike); with ``padding_mode="circular"`` and ``"aps"`` the network is exactly
-    invariant to circular shifts of its input.
+    invariant to circular shifts of its input. ``norm`` ("batch", "group", "layer", "instance",
+    "none"; see :func:`cnnjax.nn.norm_layer`) replaces every batch norm, for ablations; the
+    attribute names stay ``bn1``/``bn2``.
     """
 
     head_path = ("fc",)
 
     def __init__(self, depth: int, num_classes: int, in_channels: int, rngs: nnx.Rngs, *, padding_mode: str = "zeros",
-                 downsample: str = "stride", blur_size: int = 3):
+                 downsample: str = "stride", blur_size: int = 3, norm: str = "batch"):
         check_downsample(downsample, blur_size, "CifarResNet")
+        if norm not in nn.NORM_KINDS:
+            raise ValueError(f"CifarResNet: norm must be one of {nn.NORM_KINDS}, got norm={norm!r}")
         if (depth - 2) % 6:
             raise ValueError(f"CifarResNet: depth must be 6n+2 (20, 32, 44, 56, 110...), got depth={depth}")
         n = (depth - 2) // 6
         self.conv1 = conv3x3(in_channels, 16, rngs, padding_mode=padding_mode)
-        self.bn1 = nn.BatchNorm(16)
+        self.bn1 = nn.norm_layer(norm, 16, spatial_dims=2)
         cin, stages = 16, []
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
@@ -230,7 +234,7 @@ class CifarResNet(Model):
                 s = stride if i == 0 else 1
                 shortcut = ShortcutA(planes - cin, downsample == "stride") if (s != 1 or cin != planes) else None
                 blocks.append(BasicBlock(cin, planes, s, shortcut, rngs, padding_mode=padding_mode,
-                                         downsample_mode=downsample, blur_size=blur_size))
+                                         downsample_mode=downsample, blur_size=blur_size, norm=norm))
                 cin = planes
             stages.append(nnx.List(blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -243,12 +247,12 @@ class CifarResNet(Model):
 
 def _cifar_builder(depth):
     def build(*, num_classes: int = 10, in_channels: int = 3, padding_mode: str = "zeros", downsample: str = "stride",
-              blur_size: int = 3, rngs: nnx.Rngs):
+              blur_size: int = 3, norm: str = "batch", rngs: nnx.Rngs):
         return CifarResNet(depth, num_classes, in_channels, rngs, padding_mode=padding_mode, downsample=downsample,
-                           blur_size=blur_size)
+                           blur_size=blur_size, norm=norm)
 
     build.__doc__ = (f"resnet{depth} for 32x32 inputs (He et al. 2016, Sec. 4.2), option-A shortcuts; "
-                     "downsample='blur'|'aps' for shift studies.")
+                     "downsample='blur'|'aps' for shift studies; norm='batch'|'group'|'layer'|'instance'|'none' for ablations.")
     return build
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 from flax import nnx
 
 from cnnjax import nn
@@ -72,37 +73,40 @@ HEADS = ("flatten", "global")
 PADDINGS = ("published", "same")
 
 
-class Conv1dNet(Model):
-    """A stack of 1-D conv + ReLU layers and a linear head (the MNIST-1D CNNs).
+class PlainConvNet(Model):
+    """A stack of conv + ReLU layers and a linear head, in 1-D or 2-D (the MNIST-1D CNNs, ``digits_cnn``).
 
-    Input ``(*batch, length, C)``; ``features``: ``conv1``... and ``pre_logits``.
+    Input ``(*batch, *size, C)``; ``features``: ``conv1``... and ``pre_logits``. ``layers``
+    are ``(in, out, kernel, stride, padding)``, the same along every spatial axis.
 
     Options for shift studies: ``padding`` ("published", or "same": ``k // 2``, so stride-1
-    convs keep the length); ``padding_mode`` of every conv; ``downsample`` ("stride" as
-    published, "blur" or "aps": each strided conv runs at stride 1, then ReLU, then a
-    BlurPool/APS, see :mod:`cnnjax.models.downsample`); ``head`` ("flatten" as published, or
-    "global": average over positions, then the linear layer).
+    convs keep the size); ``padding_mode`` of every conv; ``downsample`` ("stride" as
+    published; "max", "avg", "blur" or "aps": each strided conv runs at stride 1, then ReLU,
+    then a max/avg pool, BlurPool or APS, see :mod:`cnnjax.models.downsample`); ``head``
+    ("flatten" as published, or "global": average over positions, then the linear layer).
     """
 
-    def __init__(self, layers: list[tuple[int, int, int, int, int]], length: int, num_classes: int, rngs: nnx.Rngs, *,
-                 padding: str = "published", padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3,
-                 head: str = "flatten"):
-        check_downsample(downsample, blur_size, "Conv1dNet")
+    def __init__(self, layers: list[tuple[int, int, int, int, int]], size: tuple[int, ...], num_classes: int,
+                 rngs: nnx.Rngs, *, padding: str = "published", padding_mode: str = "zeros", downsample: str = "stride",
+                 blur_size: int = 3, head: str = "flatten"):
+        check_downsample(downsample, blur_size, "PlainConvNet")
         if head not in HEADS:
-            raise ValueError(f"Conv1dNet: head must be one of {HEADS}, got head={head!r}")
+            raise ValueError(f"PlainConvNet: head must be one of {HEADS}, got head={head!r}")
         if padding not in PADDINGS:
-            raise ValueError(f"Conv1dNet: padding must be one of {PADDINGS}, got padding={padding!r}")
-        if padding == "same":  # odd kernels keep the length, so circular padding makes every conv shift-equivariant
+            raise ValueError(f"PlainConvNet: padding must be one of {PADDINGS}, got padding={padding!r}")
+        if padding == "same":  # odd kernels keep the size, so circular padding makes every conv shift-equivariant
             layers = [(cin, cout, k, s, k // 2) for cin, cout, k, s, _ in layers]
+        dims = len(size)
         self.stage_names = tuple(f"conv{i + 1}" for i in range(len(layers)))
         for name, (cin, cout, k, s, p) in zip(self.stage_names, layers):
-            conv_stride, sub = maybe_subsample(downsample, s, 1, blur_size, padding_mode)
-            conv = nn.Conv(cin, cout, (k,), stride=conv_stride, padding=p, padding_mode=padding_mode, rngs=rngs)
+            conv_stride, sub = maybe_subsample(downsample, s, dims, blur_size, padding_mode)
+            conv = nn.Conv(cin, cout, (k,) * dims, stride=conv_stride, padding=p, padding_mode=padding_mode, rngs=rngs)
             setattr(self, name, nnx.Sequential(conv, jax.nn.relu, *([sub] if sub else [])))
-            length = (length + 2 * p - k) // s + 1
+            size = tuple((n + 2 * p - k) // s + 1 for n in size)
         self.head_kind = head
-        self.flatten = nn.Flatten(2) if head == "flatten" else nn.GlobalAvgPool(spatial_dims=1)
-        self.head = nnx.Linear((length if head == "flatten" else 1) * layers[-1][1], num_classes, rngs=rngs)
+        self.flatten = nn.Flatten(dims + 1) if head == "flatten" else nn.GlobalAvgPool(spatial_dims=dims)
+        positions = int(np.prod(size)) if head == "flatten" else 1
+        self.head = nnx.Linear(positions * layers[-1][1], num_classes, rngs=rngs)
 
     def forward(self, x):
         features = {}
@@ -113,33 +117,46 @@ class Conv1dNet(Model):
 
 _SHIFT_OPTIONS = """
 
-    Shift options (see :class:`Conv1dNet`): ``padding`` ("published", "same"), ``padding_mode``,
-    ``downsample`` ("stride", "blur", "aps"), ``blur_size``, ``head`` ("flatten", "global"). Exactly
+    Shift options (see :class:`PlainConvNet`): ``padding`` ("published", "same"), ``padding_mode``,
+    ``downsample`` ("stride", "max", "avg", "blur", "aps"), ``blur_size``, ``head`` ("flatten", "global"). Exactly
     shift-invariant: ``padding="same", padding_mode="circular", downsample="aps", head="global"``."""
 
 
 @register()
 def mnist1d_cnn(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, padding: str = "published",
                 padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3, head: str = "flatten",
-                rngs: nnx.Rngs) -> Conv1dNet:
+                rngs: nnx.Rngs) -> PlainConvNet:
     """The lecture's 2,050-parameter MNIST-1D CNN: three Conv1d(15, k3, s2, no padding) + ReLU, fc 60->10."""
     layers = [(in_channels, 15, 3, 2, 0), (15, 15, 3, 2, 0), (15, 15, 3, 2, 0)]
-    return Conv1dNet(layers, length, num_classes, rngs, padding=padding, padding_mode=padding_mode,
+    return PlainConvNet(layers, (length,), num_classes, rngs, padding=padding, padding_mode=padding_mode,
                      downsample=downsample, blur_size=blur_size, head=head)
 
 
 @register()
 def mnist1d_convbase(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, padding: str = "published",
                      padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3,
-                     head: str = "flatten", rngs: nnx.Rngs) -> Conv1dNet:
+                     head: str = "flatten", rngs: nnx.Rngs) -> PlainConvNet:
     """Greydanus' MNIST-1D ConvBase (5,210 params): Conv1d 1->25 k5 s2 p1, 25->25 k3 s2 p1 twice, fc 125->10."""
     layers = [(in_channels, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
-    return Conv1dNet(layers, length, num_classes, rngs, padding=padding, padding_mode=padding_mode,
+    return PlainConvNet(layers, (length,), num_classes, rngs, padding=padding, padding_mode=padding_mode,
                      downsample=downsample, blur_size=blur_size, head=head)
 
 
-mnist1d_cnn.__doc__ += _SHIFT_OPTIONS
-mnist1d_convbase.__doc__ += _SHIFT_OPTIONS
+@register()
+def digits_cnn(*, num_classes: int = 10, in_channels: int = 1, size: int = 8, padding: str = "published",
+               padding_mode: str = "zeros", downsample: str = "stride", blur_size: int = 3, head: str = "flatten",
+               rngs: nnx.Rngs) -> PlainConvNet:
+    """A small 2-D CNN for 8x8 ``digits`` (15,338 params): 3x3 convs 1->16 (s1), 16->32 (s2), 32->32 (s2), fc 128->10.
+
+    Every conv pads by 1, so 8x8 -> 8x8 -> 4x4 -> 2x2; the two strided convs are where
+    ``downsample`` acts."""
+    layers = [(in_channels, 16, 3, 1, 1), (16, 32, 3, 2, 1), (32, 32, 3, 2, 1)]
+    return PlainConvNet(layers, (size, size), num_classes, rngs, padding=padding, padding_mode=padding_mode,
+                        downsample=downsample, blur_size=blur_size, head=head)
+
+
+for _fn in (mnist1d_cnn, mnist1d_convbase, digits_cnn):
+    _fn.__doc__ += _SHIFT_OPTIONS
 
 
 class MLP(Model):

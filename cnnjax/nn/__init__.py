@@ -7,13 +7,14 @@ from flax.nnx import Linear, Sequential
 
 from cnnjax.nn.antialias import APSPool, BlurPool
 from cnnjax.nn.conv import Conv, ConvTranspose, default_bias_init, default_kernel_init
-from cnnjax.nn.misc import Dropout, Flatten, PixelShuffle, Upsample
+from cnnjax.nn.misc import Dropout, Flatten, Identity, PixelShuffle, Upsample
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
-from cnnjax.nn.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm
+from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 
 __all__ = [
     "APSPool",
+    "NORM_KINDS",
     "AdaptiveAvgPool",
     "AvgPool",
     "BatchNorm",
@@ -27,6 +28,7 @@ __all__ = [
     "GroupConv",
     "GroupNorm",
     "GroupPool",
+    "Identity",
     "InstanceNorm",
     "LayerNorm",
     "LiftingConv",
@@ -37,5 +39,6 @@ __all__ = [
     "Sequential",
     "Upsample",
     "default_bias_init",
+    "norm_layer",
     "default_kernel_init",
 ]

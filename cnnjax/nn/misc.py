@@ -99,3 +99,15 @@ class Flatten(nnx.Module):
             raise ValueError(f"Flatten: x has {x.ndim} dims, fewer than num_dims={self.num_dims}: x.shape={x.shape}")
         return x.reshape(x.shape[: x.ndim - self.num_dims] + (-1,))
 
+
+
+class Identity(nnx.Module):
+    """Returns its input: the "no layer" choice in ablations (``norm="none"``). ``x -> x``.
+
+    Example:
+      >>> Identity()(jnp.ones(3)).shape
+      (3,)
+    """
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x

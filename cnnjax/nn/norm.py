@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.nn.misc import Identity
 
 
 def _affine_params(shape, use_scale, use_bias, param_dtype):
@@ -135,3 +136,30 @@ class LocalResponseNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+
+NORM_KINDS = ("batch", "group", "layer", "instance", "none")
+
+
+def norm_layer(kind: str, num_features: int, *, spatial_dims: int, num_groups: int = 8) -> nnx.Module:
+    """The normalization layer named ``kind`` for ``(*batch, *spatial, C)`` feature maps: for ablations.
+
+    ``"batch"``: :class:`BatchNorm`. ``"group"``: :class:`GroupNorm` with ``min(num_groups, C)``
+    groups. ``"layer"``: over ``(*spatial, C)`` per example, i.e. ``GroupNorm(1, C)``, the
+    usual LayerNorm of CNNs (PyTorch writes it so too). ``"instance"``: :class:`InstanceNorm`
+    (affine). ``"none"``: :class:`Identity`. All but ``"none"`` learn a per-channel scale and bias.
+
+    Example:
+      >>> type(norm_layer("layer", 16, spatial_dims=2)).__name__
+      'GroupNorm'
+    """
+    if kind == "batch":
+        return BatchNorm(num_features)
+    if kind in ("group", "layer"):
+        groups = 1 if kind == "layer" else min(num_groups, num_features)
+        return GroupNorm(groups, num_features, spatial_dims=spatial_dims)
+    if kind == "instance":
+        return InstanceNorm(num_features, spatial_dims=spatial_dims)
+    if kind == "none":
+        return Identity()
+    raise ValueError(f"norm_layer: kind must be one of {NORM_KINDS}, got kind={kind!r}")

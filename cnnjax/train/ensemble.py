@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import itertools
 import json
 import time
@@ -32,6 +33,22 @@ class EnsembleResult:
     members: list[dict[str, Any]]  # one row per member: seed, lr, weight_decay, final metrics, status
     summary: dict[str, Any]  # mean and std over the members that finished
     params: Any  # stacked over the member axis
+    rest: Any  # the other state (batch-norm statistics), stacked likewise
+    model_def: Any  # the model's graph in eval mode
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per epoch, one value per member
+
+    def member_model(self, m: int) -> nnx.Module:
+        """Member ``m`` as an ordinary model in eval mode (for metrics, plots, equivariance tests)."""
+        take = lambda tree: jax.tree.map(lambda a: a[m], tree)  # noqa: E731
+        return nnx.merge(self.model_def, take(self.params), take(self.rest))
+
+    def predict(self, x: jax.Array) -> jax.Array:
+        """Every member's logits for inputs ``x`` (normalized like the training data): ``(members, N, classes)``."""
+        return self._apply(self.params, self.rest, x)
+
+    @functools.cached_property
+    def _apply(self):  # one compiled program per input shape, reused across calls
+        return jax.jit(jax.vmap(lambda p, r, x: nnx.merge(self.model_def, p, r)(x), in_axes=(0, 0, None)))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -136,7 +153,10 @@ def fit_ensemble(
         done += steps
         bar.update(steps)
         evaluated = [np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test)]
-        history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / len(ds.x_test)).tolist()})
+        seen = np.maximum(np.asarray(state["acc"]["count"]), 1)
+        history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / len(ds.x_test)).tolist(),
+                        "test_loss": (evaluated[0] / len(ds.x_test)).tolist(),
+                        "train_loss": (np.asarray(state["acc"]["loss"]) / seen).tolist()})
     bar.close()
     wall = time.perf_counter() - t0
 
@@ -160,4 +180,4 @@ def fit_ensemble(
         w.writerows(rows)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    return EnsembleResult(run_dir, rows, summary, state["params"])
+    return EnsembleResult(run_dir, rows, summary, state["params"], state["rest"], eval_def, history)

@@ -58,5 +58,15 @@ def test_catalog_dataset_that_is_not_prepared_says_where_and_how(tmp_path):
 
 
 def test_unknown_dataset_lists_what_exists(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, shapes offline"):
+    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, mnist1d_shuffled, shapes offline"):
         load_arrays("no_such_data", data_dir=str(tmp_path))
+
+
+def test_mnist1d_shuffled_is_mnist1d_with_one_fixed_permutation_of_positions():
+    from cnnjax.data.builders import MNIST1D_PERMUTATION as perm
+
+    a, b = load_arrays("mnist1d"), load_arrays("mnist1d_shuffled")
+    assert sorted(perm) == list(range(40)) and (perm != np.arange(40)).sum() > 30
+    np.testing.assert_array_equal(b.x_train, a.x_train[:, perm])
+    np.testing.assert_array_equal(b.x_test, a.x_test[:, perm])
+    np.testing.assert_array_equal(b.y_train, a.y_train)

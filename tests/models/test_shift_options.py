@@ -8,12 +8,13 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax import models
+from cnnjax.models.downsample import Subsample
 from cnnjax.equivariance import assert_invariant, consistency, group_action, invariance_error, shift
 from tests.models.test_zoo import PARAM_COUNTS, abstract, n_params
 
 
 @pytest.mark.parametrize("name", ["mnist1d_cnn", "mnist1d_convbase", "resnet20", "resnet18", "resnet50", "vgg11"])
-@pytest.mark.parametrize("downsample", ["blur", "aps"])
+@pytest.mark.parametrize("downsample", ["max", "avg", "blur", "aps"])
 def test_downsample_options_keep_parameter_counts_and_shapes(name, downsample):
     model = abstract(name, downsample=downsample)
     assert n_params(model) == PARAM_COUNTS[name]
@@ -27,11 +28,11 @@ def test_global_head_and_option_errors():
     assert n_params(models.create("mnist1d_cnn", head="global")) == (3 * 15 + 15) + 2 * (3 * 15 * 15 + 15) + (15 * 10 + 10)
     # "same" padding: 40 -> 20 -> 10 -> 5 positions before the flattening head.
     assert n_params(models.create("mnist1d_cnn", padding="same")) == 2_050 - 60 * 10 + 75 * 10
-    with pytest.raises(ValueError, match=r"Conv1dNet: downsample must be one of \('stride', 'blur', 'aps'\), got downsample='max'"):
-        models.create("mnist1d_cnn", downsample="max")
-    with pytest.raises(ValueError, match=r"Conv1dNet: padding must be one of \('published', 'same'\)"):
+    with pytest.raises(ValueError, match=r"PlainConvNet: downsample must be one of \('stride', 'max', 'avg', 'blur', 'aps'\), got downsample='min'"):
+        models.create("mnist1d_cnn", downsample="min")
+    with pytest.raises(ValueError, match=r"PlainConvNet: padding must be one of \('published', 'same'\)"):
         models.create("mnist1d_cnn", padding="valid")
-    with pytest.raises(ValueError, match=r"Conv1dNet: head must be one of \('flatten', 'global'\)"):
+    with pytest.raises(ValueError, match=r"PlainConvNet: head must be one of \('flatten', 'global'\)"):
         models.create("mnist1d_cnn", head="mean")
     with pytest.raises(ValueError, match=r"binomial_filter: size must be an int from 1 to 7"):
         models.create("resnet20", downsample="blur", blur_size=8)
@@ -121,3 +122,26 @@ def test_nn_layers_wrap_the_functional_ops(rng):
     out = bn(lift(x))
     assert bn.mean.shape == (3,) and out.shape == (2, 8, 8, 12)
     assert nn.GroupPool("p4")(out).shape == (2, 8, 8, 3)
+
+
+@pytest.mark.parametrize("mode,reduce", [("max", np.max), ("avg", np.mean)])
+@pytest.mark.parametrize("length", [8, 9])
+def test_pool_subsample_matches_a_numpy_loop_with_a_partial_last_window(mode, reduce, length):
+    x = np.random.default_rng(0).normal(size=(2, length, 3)).astype(np.float32)
+    want = np.stack([reduce(x[:, i:i + 2], axis=1) for i in range(0, length, 2)], axis=1)
+    np.testing.assert_allclose(Subsample(mode, 2, 1)(jnp.asarray(x)), want, rtol=1e-6)
+
+
+def test_z2cnn_matches_p4cnn_in_size_but_not_in_rotation_invariance():
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+    z2, p4 = (models.create(n, padding=1, seed=0) for n in ("z2cnn", "p4cnn"))
+    z2.eval(), p4.eval()
+    assert abs(n_params(z2) - n_params(p4)) / n_params(p4) < 0.02
+    assert float(invariance_error(p4, x, group_action("p4")).max()) < 1e-5
+    assert float(invariance_error(z2, x, group_action("p4")).max()) > 1e-2
+
+
+def test_digits_cnn_aps_circular_global_is_exactly_shift_invariant():
+    model = models.create("digits_cnn", padding_mode="circular", downsample="aps", head="global")
+    x = jax.random.normal(jax.random.key(1), (3, 8, 8, 1))
+    assert_invariant(model, x, shift([[1, 0], [0, 3], [5, 7]], spatial_dims=2))

@@ -34,7 +34,7 @@ PARAM_COUNTS = {
     "densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928,
     "inception_v3": 27_161_264,
     "unet": 31_036_546, "fcn": 11_769_814, "yolo_v1": 3_945_278,
-    "p4cnn": 21_940,
+    "p4cnn": 21_940, "z2cnn": 22_270, "digits_cnn": 15_338,
 }
 
 
@@ -65,7 +65,7 @@ def test_unet_count_matches_a_layer_by_layer_formula():
 SMALL_INPUTS = {
     "simple_cnn": (28, 28, 1), "large_net": (32, 32, 3), "lenet5": (32, 32, 1),
     "mnist1d_cnn": (40, 1), "mnist1d_convbase": (40, 1), "mlp": (40, 1), "logistic": (40, 1),
-    "resnet20": (32, 32, 3), "p4cnn": (28, 28, 1),
+    "resnet20": (32, 32, 3), "p4cnn": (28, 28, 1), "z2cnn": (28, 28, 1), "digits_cnn": (8, 8, 1),
 }
 
 

@@ -142,3 +142,20 @@ def test_dropout_module_needs_rngs_in_training():
     with pytest.raises(ValueError, match=r"Dropout: in training mode it needs rngs"):
         nn.Dropout(0.5)(jnp.ones(3))
     np.testing.assert_array_equal(nn.Dropout(0.5, deterministic=True)(jnp.ones(3)), jnp.ones(3))
+
+
+@pytest.mark.parametrize("kind,axes", [("batch", (0, 1, 2)), ("layer", (1, 2, 3)), ("instance", (1, 2)), ("group", None)])
+def test_norm_layer_normalizes_over_the_axes_its_name_says(kind, axes, rng):
+    x = rng.normal(3.0, 2.0, size=(4, 5, 5, 16)).astype(np.float32)
+    y = np.asarray(nn.norm_layer(kind, 16, spatial_dims=2)(jnp.asarray(x)))
+    if kind == "group":  # 8 groups of 2 channels, per example
+        y, axes = y.reshape(4, 5, 5, 8, 2), (1, 2, 4)
+    np.testing.assert_allclose(y.mean(axis=axes), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=axes), 1, atol=1e-3)
+
+
+def test_norm_layer_none_is_the_identity_and_bad_kinds_are_named():
+    x = jnp.arange(6.0).reshape(1, 6, 1)
+    assert nn.norm_layer("none", 1, spatial_dims=1)(x) is x
+    with pytest.raises(ValueError, match=r"norm_layer: kind must be one of \('batch', 'group', 'layer', 'instance', 'none'\), got kind='weight'"):
+        nn.norm_layer("weight", 4, spatial_dims=2)

@@ -140,7 +140,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path):
     (["--optimizer", "lion"], "unknown --optimizer 'lion'; choose from: sgd, momentum, nesterov, adam, adamw"),
     (["--epochs", "0"], "--epochs must be >= 1, got 0"),
     (["--model", "resnet18"], "model 'resnet18' does not fit 'mnist1d' inputs of shape (40, 1)"),
-    (["--dataset", "nope"], "unknown dataset 'nope': cnnjax makes digits, mnist1d, shapes offline"),
+    (["--dataset", "nope"], "unknown dataset 'nope': cnnjax makes digits, mnist1d, mnist1d_shuffled, shapes offline"),
 ])
 def test_cli_errors_are_one_line(args, message):
     out = _cli("train", "--quiet", *args)

@@ -1,0 +1,16 @@
+"""Scripted studies: each is ``python -m experiments.NAME [--quick]`` (or ``cnnjax experiment NAME``).
+
+Every study is configs plus a short script over :mod:`cnnjax.train`; it writes a CSV, PNGs
+and a ``REPORT.md`` to ``results/<study>/``. See :mod:`experiments.common`.
+"""
+
+STUDIES = (
+    "mnist1d_table",
+    "mnist1d_shuffled",
+    "padding_equivariance",
+    "shift_consistency",
+    "rotation_gcnn",
+    "normalization_ablation",
+    "receptive_field_growth",
+    "conv_vs_mlp",
+)

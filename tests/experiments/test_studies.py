@@ -1,0 +1,144 @@
+"""Every study's --quick run writes its CSV, plots and report; the checks each study makes hold even in quick mode.
+
+The slow-marked tests run the full studies and check the published orderings.
+"""
+
+import csv
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from experiments import STUDIES
+
+
+def _run(name: str, out: Path, quick: bool = True) -> tuple[list[dict], str]:
+    module = importlib.import_module(f"experiments.{name}")
+    assert module.main([*(["--quick"] if quick else []), "--out", str(out), "--quiet"]) == 0
+    with (out / f"{name}.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return rows, (out / "REPORT.md").read_text()
+
+
+_OUT = {}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            _OUT[name] = tmp_path_factory.mktemp(name)
+            cache[name] = _run(name, _OUT[name])
+        return cache[name]
+    return get
+
+
+def test_every_study_module_is_listed():
+    here = Path(__file__).resolve().parents[2] / "experiments"
+    assert sorted(STUDIES) == sorted(p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_quick_study_writes_csv_plots_config_and_a_report_that_links_them(name, quick):
+    rows, report = quick(name)
+    assert rows, f"{name}: the CSV has no rows"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert links, f"{name}: the report shows no plot"
+    for link in links:
+        assert (_OUT[name] / link).stat().st_size > 5_000, f"{name}: {link} is missing or empty"
+    assert (_OUT[name] / "config.json").exists()
+    assert report.startswith("# ") and "| ---" not in report and "|---|" in report
+    assert "--quick" in report  # it says how it was made
+
+
+def _floats(rows, key):
+    return [float(r[key]) for r in rows]
+
+
+def test_receptive_field_traced_equals_the_closed_form_and_bounds_the_empirical(quick):
+    rows, _ = quick("receptive_field_growth")
+    assert len(rows) == 4 * 3
+    assert all(r["closed_form"] == r["analytic"] for r in rows)
+    assert all(int(r["empirical"]) <= int(r["analytic"]) for r in rows)
+    plain = [int(r["analytic"]) for r in rows if r["stack"] == "3x3 convs"]
+    assert plain == [3, 5, 7]
+
+
+def test_padding_study_circular_is_exact_and_errors_stay_in_the_predicted_band(quick):
+    rows, _ = quick("padding_equivariance")
+    assert max(_floats([r for r in rows if r["padding"] == "circular"], "error")) < 1e-6
+    assert min(_floats([r for r in rows if r["padding"] == "zeros"], "error")) > 1e-3
+    assert all(r["outside_mask"] == "0" for r in rows)
+    assert max(_floats(rows, "error_masked")) < 1e-6
+
+
+def test_conv_as_matrix_in_the_study_reproduces_the_convolutions(quick):
+    _, report = quick("conv_vs_mlp")
+    diffs = [float(d) for d in re.findall(r"\| (\d\.\de[+-]\d\d) \|", report)]
+    assert len(diffs) == 3 and max(diffs) < 1e-5
+
+
+def test_rotation_study_p4cnn_is_invariant_to_quarter_turns_and_z2_is_not(quick):
+    rows, _ = quick("rotation_gcnn")
+    p4 = [r for r in rows if r["model"] == "p4cnn"]
+    z2 = [r for r in rows if r["model"] == "z2cnn"]
+    assert max(_floats(p4, "rot90_invariance_error")) < 1e-5 < min(_floats(z2, "rot90_invariance_error"))
+    for r in p4:
+        assert r["acc_upright"] == r["acc_rot90"] == r["acc_rot180"] == r["acc_rot270"]
+
+
+def test_shift_study_aps_with_circular_padding_and_global_pool_is_fully_consistent(quick):
+    rows, _ = quick("shift_consistency")
+    aps = [r for r in rows if r["downsample"] == "APS" and r["setting"] == "circular + global"]
+    assert aps and all(float(r["consistency"]) == 1.0 for r in aps)
+    assert all(r["acc_shift0"] == r["acc_shift3"] for r in aps)
+
+
+def test_normalization_study_reports_steps_and_divergence(quick):
+    rows, report = quick("normalization_ablation")
+    assert {r["norm"] for r in rows} == {"none", "batch"}
+    assert all(r["status"] == "ok" or r["status"].startswith("diverged") for r in rows)
+    assert "steps to loss <" in report
+
+
+# ---- full runs: the published orderings (minutes each; `pytest -m slow`) ----
+
+
+def _means(rows, by, key="test_acc"):
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r[b] for b in by), []).append(float(r[key]))
+    return {k if len(k) > 1 else k[0]: sum(v) / len(v) for k, v in out.items()}
+
+
+@pytest.mark.slow
+def test_full_mnist1d_table_orders_cnn_over_mlp_over_logistic(tmp_path):
+    acc = _means(_run("mnist1d_table", tmp_path, quick=False)[0], ["model"])
+    assert acc["mnist1d_convbase"] > acc["mlp"] > acc["logistic"]
+    assert acc["mnist1d_convbase"] > 0.88 and 0.6 < acc["mlp"] < 0.75 and 0.25 < acc["logistic"] < 0.4
+
+
+@pytest.mark.slow
+def test_full_shuffled_study_hurts_the_cnn_and_not_the_mlp(tmp_path):
+    acc = _means(_run("mnist1d_shuffled", tmp_path, quick=False)[0], ["model", "dataset"])
+    assert acc[("mnist1d_convbase", "mnist1d")] - acc[("mnist1d_convbase", "mnist1d_shuffled")] > 0.2
+    assert abs(acc[("mlp", "mnist1d")] - acc[("mlp", "mnist1d_shuffled")]) < 0.05
+    assert abs(acc[("logistic", "mnist1d")] - acc[("logistic", "mnist1d_shuffled")]) < 0.03
+
+
+@pytest.mark.slow
+def test_full_shift_study_aps_is_fully_consistent_and_blur_helps(tmp_path):
+    rows = _run("shift_consistency", tmp_path, quick=False)[0]
+    cons = _means(rows, ["dataset", "setting", "downsample"], "consistency")
+    for dataset in ("mnist1d", "digits"):
+        assert cons[(dataset, "circular + global", "APS")] == 1.0
+        assert cons[(dataset, "circular + global", "blur 5")] > cons[(dataset, "circular + global", "strided conv")]
+
+
+@pytest.mark.slow
+def test_full_rotation_study_p4cnn_beats_z2_on_rotated_digits(tmp_path):
+    acc = _means(_run("rotation_gcnn", tmp_path, quick=False)[0], ["model"], "acc_random 90k")
+    assert acc["p4cnn"] > acc["z2cnn"] + 0.1
