@@ -67,10 +67,16 @@ def main(module_file: str, doc: str, get_config: Callable[[bool], dict], run: Ca
     (out / "config.json").write_text(json.dumps(config, indent=2))
     study = Study(name, out, args.quick, config, not args.quiet)
     print(f"{name}{' (quick)' if args.quick else ''}: {title} -> {out}/")
+    resumed = (out / "runs").exists()  # run_sweep reads finished cells back instead of training them
     t0 = time.perf_counter()
     run(study)
     wall = time.perf_counter() - t0
-    footer = (f"Run: `python -m experiments.{name}{' --quick' if args.quick else ''}`, {wall:.0f} s on "
+    if resumed:
+        trained = sum(json.loads(f.read_text()).get("wall_s", 0.0) for f in (out / "runs").rglob("summary.json"))
+        took = f"{wall:.0f} s (finished cells were read back from `runs/`; their training loops took {trained:.0f} s)"
+    else:
+        took = f"{wall:.0f} s"
+    footer = (f"Run: `python -m experiments.{name}{' --quick' if args.quick else ''}`, {took} on "
               f"{jax.devices()[0].platform.upper()} ({platform.processor() or platform.machine()}), jax {jax.__version__}. "
               f"Config: `config.json`; one row per run: `{name}.csv`.")
     text = "\n\n".join([f"# {title}", *study.report, footer]) + "\n"

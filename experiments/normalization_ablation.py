@@ -85,9 +85,9 @@ def _verdict(rows: list[dict], lrs: list[float]) -> str:
     parts = [f"{n} {100 * acc(n):.1f}%" if ok(n) else f"{n} diverged" for n in norms]
     base = acc("none") if ok("none") else 0.0
     better = [n for n in norms if n != "none" and ok(n) and acc(n) > base + 0.05]
-    verdict = (f"supported: {', '.join(better)} train{'s' if len(better) == 1 else ''} well where no normalization "
-               f"{'diverges' if not ok('none') else 'lags by more than 5 points'}" if better and "none" in norms
-               else "not supported by these runs")
+    verdict = (f"supported: {', '.join(better)} still learn{'s' if len(better) == 1 else ''} (mean accuracy above) "
+               f"where no normalization {'diverges' if not ok('none') else 'lags by more than 5 points'}"
+               if better and "none" in norms else "not supported by these runs")
     return f"At the largest learning rate ({top}): " + ", ".join(parts) + f". The course's claim is {verdict}."
 
 

@@ -31,7 +31,7 @@ PUBLISHED_ERROR = {"z2cnn": 0.0503, "p4cnn": 0.0228}  # rotated MNIST, Cohen & W
 def get_config(quick: bool) -> dict:
     return {"models": ["z2cnn", "p4cnn"], "model_options": {"padding": 1, **({"depth": 3} if quick else {})},
             "dataset": "digits",
-            "steps": 30 if quick else 2000, "lr": 1e-2, "batch_size": 100, "seeds": [0, 1] if quick else [0, 1, 2],
+            "steps": 30 if quick else 600, "lr": 1e-2, "batch_size": 100, "seeds": [0, 1] if quick else [0, 1, 2],
             "angles": [0, 45, 90, 180] if quick else list(range(0, 361, 15)), "random_angle_seed": 0}
 
 

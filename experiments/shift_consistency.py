@@ -26,8 +26,8 @@ from experiments import common
 CHOICES = {"strided conv": ("stride", 3), "max pool": ("max", 3), "avg pool": ("avg", 3), "blur 2": ("blur", 2),
            "blur 3": ("blur", 3), "blur 5": ("blur", 5), "APS": ("aps", 3)}
 SETTINGS = {"zeros + flatten": ("zeros", "flatten"), "circular + global": ("circular", "global")}
-DATA = {"mnist1d": {"model": "mnist1d_convbase", "options": {"padding": "same"}, "max_shift": 8, "steps": 2000},
-        "digits": {"model": "digits_cnn", "options": {}, "max_shift": 7, "steps": 1500}}
+DATA = {"mnist1d": {"model": "mnist1d_convbase", "options": {"padding": "same"}, "max_shift": 8, "steps": 1000},
+        "digits": {"model": "digits_cnn", "options": {}, "max_shift": 7, "steps": 800}}
 
 
 def get_config(quick: bool) -> dict:

@@ -10,14 +10,15 @@ shift-invariant.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from cnnjax.functional import _args
-from cnnjax.functional.conv import conv
 from cnnjax.functional.padding import pad_spatial
 
 
@@ -31,13 +32,19 @@ def binomial_filter(size: int, spatial_dims: int, dtype: Any = jnp.float32) -> j
       >>> binomial_filter(3, 1)
       Array([0.25, 0.5 , 0.25], dtype=float32)
     """
-    if not _args._is_int(size) or not 1 <= size <= 7:
-        raise ValueError(f"binomial_filter: size must be an int from 1 to 7, got size={size!r}")
-    taps = np.array([math.comb(size - 1, i) for i in range(size)], np.float64)
+    taps = _binomial_taps(size)
     k = taps
     for _ in range(spatial_dims - 1):
         k = np.multiply.outer(k, taps)
-    return jnp.asarray(k / k.sum(), dtype)
+    return jnp.asarray(k, dtype)
+
+
+def _binomial_taps(size: int) -> np.ndarray:
+    """Row ``size - 1`` of Pascal's triangle, normalised to sum 1 (float64 numpy: a constant under jit)."""
+    if not _args._is_int(size) or not 1 <= size <= 7:
+        raise ValueError(f"binomial_filter: size must be an int from 1 to 7, got size={size!r}")
+    taps = np.array([math.comb(size - 1, i) for i in range(size)], np.float64)
+    return taps / taps.sum()
 
 
 def blur_pool(
@@ -79,13 +86,18 @@ def blur_pool(
     _args.check_float(x, fn)
     _args.check_padding_mode(padding_mode, fn)
     s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    k = binomial_filter(filter_size, n, x.dtype)
-    c = x.shape[-1]
-    w = jnp.broadcast_to(k[..., None, None], k.shape + (1, c))
+    # The binomial filter is separable: one strided 1-D pass per axis, each a weighted sum of
+    # strided slices. Much faster than a depthwise conv (and its gradient) on XLA:CPU, same result.
+    taps = _binomial_taps(filter_size)
     pads = [((filter_size - 1) // 2, filter_size // 2)] * n
-    if padding_mode != "zeros":
-        x, pads = pad_spatial(x, pads, padding_mode), [(0, 0)] * n
-    return conv(x, w, stride=s, padding=pads, groups=c)
+    x = pad_spatial(x, pads, padding_mode)
+    for a, stride_a in enumerate(s):
+        axis = x.ndim - 1 - n + a
+        out = (x.shape[axis] - filter_size) // stride_a + 1
+        parts = [lax.slice_in_dim(x, i, i + stride_a * (out - 1) + 1, stride_a, axis) * t.astype(x.dtype)
+                 for i, t in enumerate(taps)]
+        x = functools.reduce(jnp.add, parts)
+    return x
 
 
 def _polyphase(x: jnp.ndarray, s: tuple[int, ...]) -> jnp.ndarray:

@@ -3,9 +3,9 @@
 A grid maps config keys to values. ``seed``, ``lr`` and ``weight_decay`` change no shapes,
 so every combination of them trains as one :func:`fit_ensemble` program; every other key
 (``model``, ``dataset``, ``model_options.padding_mode``...) makes a *cell* with its own
-program. Each cell writes its ensemble's files into ``out/<cell>/``; a cell whose
-``members.csv`` exists is read back instead of trained, so a killed sweep resumes where it
-stopped (a cell cut off mid-training starts again).
+program. Each cell writes its ensemble's files into ``out/<cell>/``; a finished cell made by
+the same config and members is read back instead of trained, so a killed sweep resumes
+where it stopped (a cell cut off mid-training starts again, and a changed config retrains).
 """
 
 from __future__ import annotations
@@ -120,16 +120,30 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return [{k: scalar(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def _finished(cell_dir: Path, cfg: TrainConfig, members: list[dict[str, Any]]) -> bool:
+    """The cell's results exist and were made by this very config and these members (not a stale grid)."""
+    files = [cell_dir / n for n in ("members.csv", "config.json", "members.json")]
+    if not all(f.exists() for f in files):
+        return False
+    saved = {**json.loads(files[1].read_text()), "run_dir": None}
+    return saved == {**cfg.to_dict(), "run_dir": None} and json.loads(files[2].read_text()) == members
+
+
 def run_cell(base: TrainConfig, cell: dict[str, Any], vmapped: dict[str, list[Any]], cell_dir: Path,
              progress: bool = False) -> list[dict[str, Any]]:
-    """Train one cell's ensemble into ``cell_dir`` (or read it back when finished); rows carry the cell's values."""
-    done = cell_dir / "members.csv"
-    if not done.exists():
-        cfg = dataclasses.replace(cell_config(base, cell), run_dir=str(cell_dir))
-        fit_ensemble(cfg, vmapped.get("seed", [cfg.seed]), lr=vmapped.get("lr"),
-                     weight_decay=vmapped.get("weight_decay"), progress=progress)
+    """Train one cell's ensemble into ``cell_dir`` (or read it back when finished); rows carry the cell's values.
+
+    Results made by another config or other members (a changed grid) are retrained, not reused.
+    """
+    cfg = dataclasses.replace(cell_config(base, cell), run_dir=str(cell_dir))
+    seeds, lrs, wds = (vmapped.get(k) for k in VMAPPED_KEYS)
+    seeds = seeds or [cfg.seed]
+    members = [{"seed": s, "lr": a, "weight_decay": w}
+               for s, a, w in itertools.product(seeds, lrs or [cfg.lr], wds or [cfg.weight_decay])]
+    if not _finished(cell_dir, cfg, members):
+        fit_ensemble(cfg, seeds, lr=lrs, weight_decay=wds, progress=progress)
         (cell_dir / "cell.json").write_text(json.dumps(cell))
-    return [{**cell, **row} for row in _read_rows(done)]
+    return [{**cell, **row} for row in _read_rows(cell_dir / "members.csv")]
 
 
 def run_sweep(base: TrainConfig, grid: dict[str, list[Any]], out_dir: str | Path, *, jobs: int = 1,

@@ -50,7 +50,7 @@ def test_quick_study_writes_csv_plots_config_and_a_report_that_links_them(name, 
     for link in links:
         assert (_OUT[name] / link).stat().st_size > 5_000, f"{name}: {link} is missing or empty"
     assert (_OUT[name] / "config.json").exists()
-    assert report.startswith("# ") and "| ---" not in report and "|---|" in report
+    assert report.startswith("# ") and "|---|" in report  # a title and at least one table
     assert "--quick" in report  # it says how it was made
 
 

@@ -1,5 +1,7 @@
 """Grids of runs: parsing, cells, configs, resume, parallel processes, summaries."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,12 @@ def test_run_sweep_rows_resume_and_parallel_processes_agree(tmp_path, monkeypatc
     again = run_sweep(base, grid, tmp_path / "a", progress=False)
     assert again.rows == first.rows
     monkeypatch.undo()
+    # A changed config or a changed member list is not "finished": those cells train again.
+    done = tmp_path / "a" / "model=mlp" / "members.csv"
+    stamp = done.stat().st_mtime_ns
+    changed = run_sweep(dataclasses.replace(base, steps=16), {**grid, "model": ["mlp"]}, tmp_path / "a", progress=False)
+    assert done.stat().st_mtime_ns != stamp and len(changed.rows) == 2
+    assert len(run_sweep(base, {**grid, "seed": [0, 1, 2]}, tmp_path / "a", progress=False).rows) == 6
     parallel = run_sweep(base, grid, tmp_path / "b", jobs=2, progress=False)
     for a, b in zip(first.rows, parallel.rows):
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=2e-3) and a["model"] == b["model"]
