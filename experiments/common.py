@@ -110,6 +110,13 @@ def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = N
     return "\n".join(lines)
 
 
+def _save(fig: Any, path: Path, *, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def bar_plot(stats: list[dict[str, Any]], x: str, path: Path, *, hue: str | None = None, ylabel: str = "",
              title: str = "", reference: dict[Any, float] | None = None, scale: float = 100.0) -> Path:
     """Grouped bars of ``mean`` with ``std`` error bars (from :func:`group_stats`); ``reference`` marks published values."""
@@ -132,10 +139,7 @@ def bar_plot(stats: list[dict[str, Any]], x: str, path: Path, *, hue: str | None
     if hue or reference:
         ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=120)
 
 
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, *, xlabel: str = "",
@@ -153,10 +157,7 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=120)
 
 
 def image_panels(panels: Sequence[tuple[str, Any, dict]], path: Path, *, suptitle: str = "", axes_off: bool = True,
@@ -173,7 +174,4 @@ def image_panels(panels: Sequence[tuple[str, Any, dict]], path: Path, *, suptitl
             ax.set_ylabel(labels[1])
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=110)

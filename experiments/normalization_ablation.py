@@ -38,10 +38,12 @@ def run(study: common.Study) -> None:
     cfg = study.config
     base = TrainConfig.merge(TrainConfig(), {**cfg["base"], "dataset": cfg["dataset"]})
     sweep = run_sweep(base, cfg["grid"], study.out / "runs", progress=study.progress)
+    histories = {norm: [json.loads(line) for line in
+                        (sweep.out_dir / cell_name({"model_options.norm": norm}) / "history.jsonl").open()]
+                 for norm in cfg["grid"]["model_options.norm"]}
     rows = []
     for r in sweep.rows:
-        cell = {"model_options.norm": r["model_options.norm"]}
-        history = [json.loads(line) for line in (sweep.out_dir / cell_name(cell) / "history.jsonl").open()]
+        history = histories[r["model_options.norm"]]
         reached = steps_to_target(history, r["member"], cfg["target_loss"]) if r["status"] == "ok" else None
         rows.append({"norm": r["model_options.norm"], **{k: v for k, v in r.items() if k != "model_options.norm"},
                      "steps_to_target": reached})

@@ -58,20 +58,20 @@ def run(study: common.Study) -> None:
     tests = {"upright": norm(x), **{f"rot{k * 90}": norm(np.rot90(x, k, axes=(1, 2))) for k in (1, 2, 3)},
              "random 90k": norm(np.stack([np.rot90(a, k) for a, k in zip(x, np.random.default_rng(1).integers(0, 4, len(x)))])),
              "random angle": norm(np.asarray(rotate(x, random_angles)))}
-    rows, curves = [], {}
+    rows, curves, sizes = [], {}, {}
     for name in cfg["models"]:
         base = TrainConfig.merge(TrainConfig(), {
             "model": name, "dataset": cfg["dataset"], "steps": cfg["steps"], "lr": cfg["lr"],
             "batch_size": cfg["batch_size"], "model_options": cfg["model_options"], "run_dir": str(study.out / "runs" / name)})
         result = fit_ensemble(base, cfg["seeds"], progress=study.progress)
-        params = count_params(models.create(name, **cfg["model_options"]))
+        sizes[name] = count_params(models.create(name, **cfg["model_options"]))
         accs = {t: (np.asarray(result.predict(jnp.asarray(v))).argmax(-1) == y).mean(-1) for t, v in tests.items()}
         curve = np.stack([(np.asarray(result.predict(jnp.asarray(norm(np.asarray(rotate(x, np.full(len(x), a)))))))
                            .argmax(-1) == y).mean(-1) for a in cfg["angles"]])
         curves[name] = curve
         for m, member in enumerate(result.members):
             inv = invariance_error(result.member_model(m), jnp.asarray(tests["upright"][:128]), rot90((1, 2, 3)))
-            rows.append({"model": name, "params": params, "seed": member["seed"], "status": member["status"],
+            rows.append({"model": name, "params": sizes[name], "seed": member["seed"], "status": member["status"],
                          **{f"acc_{t}": float(a[m]) for t, a in accs.items()}, "rot90_invariance_error": float(inv.max()),
                          **{f"acc_angle{a}": float(curve[i, m]) for i, a in enumerate(cfg["angles"])}})
     common.write_csv(rows, study.out / f"{study.name}.csv")
@@ -81,7 +81,7 @@ def run(study: common.Study) -> None:
     tests_shown = list(tests)
     stats = {t: {s["model"]: s for s in common.group_stats(rows, ["model"], f"acc_{t}")} for t in tests_shown}
     inv = {s["model"]: s for s in common.group_stats(rows, ["model"], "rot90_invariance_error")}
-    table = [{"model": n, "params": f"{rows[[r['model'] for r in rows].index(n)]['params']:,}",
+    table = [{"model": n, "params": f"{sizes[n]:,}",
               **{f"{t} (%)": common.fmt(stats[t][n]["mean"], stats[t][n]["std"]) for t in tests_shown},
               "max rot90 invariance error": f"{inv[n]['mean']:.1e}"} for n in cfg["models"]]
     m = {t: {n: stats[t][n]["mean"] for n in cfg["models"]} for t in tests_shown}

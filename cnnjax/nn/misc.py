@@ -100,7 +100,6 @@ class Flatten(nnx.Module):
         return x.reshape(x.shape[: x.ndim - self.num_dims] + (-1,))
 
 
-
 class Identity(nnx.Module):
     """Returns its input: the "no layer" choice in ablations (``norm="none"``). ``x -> x``.
 

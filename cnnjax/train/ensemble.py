@@ -61,6 +61,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def member_grid(cfg: TrainConfig, seeds: Sequence[int], lr: Sequence[float] | None = None,
+                weight_decay: Sequence[float] | None = None) -> list[tuple[int, float, float]]:
+    """Every ``(seed, lr, weight_decay)`` member of an ensemble, in order; ``lr``/``weight_decay`` default to the config's."""
+    lrs = list(lr) if lr is not None else [cfg.lr]
+    wds = list(weight_decay) if weight_decay is not None else [cfg.weight_decay]
+    return list(itertools.product(list(seeds), lrs, wds))
+
+
 def fit_ensemble(
     cfg: TrainConfig,
     seeds: Sequence[int],
@@ -89,9 +97,7 @@ def fit_ensemble(
       >>> len(r.members)  # doctest: +SKIP
       4
     """
-    lrs = list(lr) if lr is not None else [cfg.lr]
-    wds = list(weight_decay) if weight_decay is not None else [cfg.weight_decay]
-    grid = list(itertools.product(list(seeds), lrs, wds))
+    grid = member_grid(cfg, seeds, lr, weight_decay)
     if not grid:
         raise TrainingError("fit_ensemble: no members (empty seeds or sweep)")
     k = len(grid)
@@ -104,7 +110,7 @@ def fit_ensemble(
     n = len(ds.x_train)
     steps_per_epoch = n // cfg.batch_size
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    tx = make_injectable_optimizer(cfg, total, decay=any(w != 0 for w in wds))
+    tx = make_injectable_optimizer(cfg, total, decay=any(w != 0 for _, _, w in grid))
 
     def create(key):
         return models.create(cfg.model, num_classes=ds.num_classes, in_channels=ds.input_shape[-1],

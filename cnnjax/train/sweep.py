@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cnnjax.train.config import TrainConfig
-from cnnjax.train.ensemble import fit_ensemble
+from cnnjax.train.ensemble import fit_ensemble, member_grid
 
 VMAPPED_KEYS = ("seed", "lr", "weight_decay")
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -136,10 +136,8 @@ def run_cell(base: TrainConfig, cell: dict[str, Any], vmapped: dict[str, list[An
     Results made by another config or other members (a changed grid) are retrained, not reused.
     """
     cfg = dataclasses.replace(cell_config(base, cell), run_dir=str(cell_dir))
-    seeds, lrs, wds = (vmapped.get(k) for k in VMAPPED_KEYS)
-    seeds = seeds or [cfg.seed]
-    members = [{"seed": s, "lr": a, "weight_decay": w}
-               for s, a, w in itertools.product(seeds, lrs or [cfg.lr], wds or [cfg.weight_decay])]
+    seeds, lrs, wds = vmapped.get("seed", [cfg.seed]), vmapped.get("lr"), vmapped.get("weight_decay")
+    members = [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in member_grid(cfg, seeds, lrs, wds)]
     if not _finished(cell_dir, cfg, members):
         fit_ensemble(cfg, seeds, lr=lrs, weight_decay=wds, progress=progress)
         (cell_dir / "cell.json").write_text(json.dumps(cell))
@@ -255,7 +253,7 @@ def plot_sweep(rows: list[dict[str, Any]], grid: dict[str, list[Any]], path: Pat
         ax.set_xscale("log")
     ax.set_xlabel(x_key or "")
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
-    if any(lines) and len(lines) > 1:
+    if len(lines) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -21,19 +21,22 @@ def _run(name: str, out: Path, quick: bool = True) -> tuple[list[dict], str]:
     return rows, (out / "REPORT.md").read_text()
 
 
-_OUT = {}
-
-
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def quick_runs(tmp_path_factory):
+    """Each quick study runs once per module: ``name -> (rows, report, out folder)``."""
     cache = {}
 
     def get(name):
         if name not in cache:
-            _OUT[name] = tmp_path_factory.mktemp(name)
-            cache[name] = _run(name, _OUT[name])
+            out = tmp_path_factory.mktemp(name)
+            cache[name] = (*_run(name, out), out)
         return cache[name]
     return get
+
+
+@pytest.fixture(scope="module")
+def quick(quick_runs):
+    return lambda name: quick_runs(name)[:2]
 
 
 def test_every_study_module_is_listed():
@@ -42,14 +45,14 @@ def test_every_study_module_is_listed():
 
 
 @pytest.mark.parametrize("name", STUDIES)
-def test_quick_study_writes_csv_plots_config_and_a_report_that_links_them(name, quick):
-    rows, report = quick(name)
+def test_quick_study_writes_csv_plots_config_and_a_report_that_links_them(name, quick_runs):
+    rows, report, out = quick_runs(name)
     assert rows, f"{name}: the CSV has no rows"
     links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
     assert links, f"{name}: the report shows no plot"
     for link in links:
-        assert (_OUT[name] / link).stat().st_size > 5_000, f"{name}: {link} is missing or empty"
-    assert (_OUT[name] / "config.json").exists()
+        assert (out / link).stat().st_size > 5_000, f"{name}: {link} is missing or empty"
+    assert (out / "config.json").exists()
     assert report.startswith("# ") and "|---|" in report  # a title and at least one table
     assert "--quick" in report  # it says how it was made
 
