@@ -12,7 +12,7 @@ from pathlib import Path
 
 # TrainConfig fields settable as flags: --flag-name -> field
 _FLAGS = {
-    "model": str, "dataset": str, "epochs": int, "steps": int, "batch_size": int, "optimizer": str, "lr": float,
+    "model": str, "dataset": str, "task": str, "loss": str, "epochs": int, "steps": int, "batch_size": int, "optimizer": str, "lr": float,
     "schedule": str, "warmup_steps": int, "momentum": float, "weight_decay": float, "grad_clip": float,
     "label_smoothing": float, "seed": int, "data_dir": str, "run_dir": str, "checkpoint_every": int,
     "keep_checkpoints": int, "eval_every": int, "augment": str, "num_devices": int, "compute_dtype": str,
@@ -24,7 +24,7 @@ def _overview() -> str:
     import jax
 
     import cnnjax
-    from cnnjax import equivariance, functional, inspect, models, nn
+    from cnnjax import detection, equivariance, functional, inspect, models, nn, segmentation, viz
 
     ops = ", ".join(name for name in functional.__all__ if name != "filters")
     return (
@@ -34,6 +34,9 @@ def _overview() -> str:
         f"cnnjax.models ({len(models.list_models())}): {', '.join(models.list_models())}\n"
         f"cnnjax.inspect: {', '.join(n for n in inspect.__all__ if n[0].islower())}\n"
         f"cnnjax.equivariance: {', '.join(n for n in equivariance.__all__ if n[0].islower())}\n"
+        f"cnnjax.detection: {', '.join(n for n in detection.__all__ if n[0].islower())}\n"
+        f"cnnjax.segmentation: {', '.join(segmentation.__all__)}\n"
+        f"cnnjax.viz: {', '.join(n for n in viz.__all__ if n[0].islower())}\n"
         f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR, cnnjax sweep [CONFIG] --grid K=V1,V2, "
         f"cnnjax experiment NAME [--quick], cnnjax bench"
     )
@@ -58,6 +61,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cnnjax.data import BUILDERS
     from cnnjax.train import OPTIMIZERS, SCHEDULES, TrainConfig, fit
     from cnnjax.train.step import COMPUTE_DTYPES
+    from cnnjax.train.tasks import check_task
 
     if args.resume:
         cfg = _run_config(Path(args.resume), parser, "--resume ")
@@ -67,6 +71,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = dataclasses.replace(cfg, **overrides)
     if cfg.model not in models.list_models():
         parser.error(f"unknown --model {cfg.model!r}; choose from: {', '.join(models.list_models())}")
+    try:
+        check_task(cfg.task, cfg.loss)
+    except ValueError as e:
+        parser.error(f"--{e}")
     if cfg.optimizer not in OPTIMIZERS:
         parser.error(f"unknown --optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
     if cfg.compute_dtype not in COMPUTE_DTYPES:
@@ -85,8 +93,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
     final = result.final
+    accuracy = {"classify": "test accuracy", "segment": "test pixel accuracy", "detect": "test cell class accuracy"}
+    top5 = f" (top-5 {final['test_top5']:.4f})" if cfg.task == "classify" else ""
     print(_table([
-        ("test accuracy", f"{final['test_acc']:.4f} (top-5 {final['test_top5']:.4f})"),
+        (accuracy[cfg.task], f"{final['test_acc']:.4f}{top5}"),
         ("test loss", f"{final['test_loss']:.4f}"),
         ("train accuracy", f"{final['train_acc']:.4f}"),
         ("steps", f"{final['step']} ({final['epoch']} epochs)"),
@@ -137,8 +147,9 @@ def _ensemble(cfg, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from cnnjax.train import build_model, evaluate
+    from cnnjax.train import evaluate
     from cnnjax.train.loop import make_batches
+    from cnnjax.train.tasks import objective
     from cnnjax.train import checkpoint as ckpt
     from cnnjax.train.optim import make_optimizer
     from cnnjax.train.step import init_state, make_eval_step
@@ -147,12 +158,11 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cfg = _run_config(run_dir, parser)
     if args.data_dir:
         cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
-    batches, input_shape, num_classes = make_batches(cfg)
-    model = build_model(cfg, input_shape, num_classes)
+    batches, model = make_batches(cfg)
     tx = make_optimizer(cfg, 1)
     _, eval_def, state = init_state(model, tx, cfg.seed)
     state, _ = ckpt.restore(ckpt.manager(run_dir, cfg.keep_checkpoints), state, str(run_dir))
-    metrics = evaluate(make_eval_step(eval_def), state["params"], state["rest"], batches.test_batches())
+    metrics = evaluate(make_eval_step(eval_def, objective=objective(cfg, model)), state["params"], state["rest"], batches.test_batches())
     print(json.dumps({"run_dir": str(run_dir), "step": int(state["step"]), **{f"test_{k}": v for k, v in metrics.items()}}))
     return 0
 

@@ -13,4 +13,7 @@ STUDIES = (
     "normalization_ablation",
     "receptive_field_growth",
     "conv_vs_mlp",
+    "detect_shapes",
+    "segment_shapes",
+    "saliency_digits",
 )

@@ -17,6 +17,8 @@ class TrainConfig:
 
     model: str = "mnist1d_convbase"
     dataset: str = "mnist1d"
+    task: str = "classify"  # classify | segment (the dataset's masks) | detect (its boxes, YOLO-style model)
+    loss: str = ""  # the task's default: cross_entropy; segment also takes dice; detect uses yolo
     epochs: int = 150
     steps: int | None = None  # overrides epochs when set
     batch_size: int = 100

@@ -21,6 +21,7 @@ from cnnjax import models
 from cnnjax.data import augment as make_augment
 from cnnjax.data import load_arrays
 from cnnjax.data.stream import epoch_permutation
+from cnnjax.train import tasks
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.loop import TrainingError, build_model
 from cnnjax.train.optim import make_injectable_optimizer
@@ -106,14 +107,24 @@ def fit_ensemble(
     member_wd = jnp.array([g[2] for g in grid], jnp.float32)
 
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
-    build_model(cfg, ds.input_shape, ds.num_classes)  # one-line error if the model does not fit the data
+    try:
+        tasks.check_dataset(cfg.task, ds)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    probe = build_model(cfg, ds.input_shape, ds.num_classes)  # one-line error if the model does not fit the data
+    try:
+        y_train, y_test = (tasks.targets(cfg.task, ds, split, probe) for split in ("train", "test"))
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    objective = tasks.objective(cfg, probe)
+    num_classes = tasks.model_classes(cfg.task, ds.num_classes)
     n = len(ds.x_train)
     steps_per_epoch = n // cfg.batch_size
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     tx = make_injectable_optimizer(cfg, total, decay=any(w != 0 for _, _, w in grid))
 
     def create(key):
-        return models.create(cfg.model, num_classes=ds.num_classes, in_channels=ds.input_shape[-1],
+        return models.create(cfg.model, num_classes=num_classes, in_channels=ds.input_shape[-1],
                              rngs=nnx.Rngs(key), **cfg.model_options)
 
     template = nnx.eval_shape(lambda: create(jax.random.key(0)))
@@ -134,16 +145,16 @@ def fit_ensemble(
     state = jax.jit(jax.vmap(init_member))(member_seeds, member_lr, member_wd)
     step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing,
                            augment=make_augment(cfg.augment) if cfg.augment else None,
-                           compute_dtype=cfg.compute_dtype, jit=False)
+                           compute_dtype=cfg.compute_dtype, objective=objective, jit=False)
     vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None)), donate_argnums=0)
-    veval = jax.jit(jax.vmap(make_eval_step(eval_def, cfg.compute_dtype, jit=False), in_axes=(0, 0, None, None)))
+    veval = jax.jit(jax.vmap(make_eval_step(eval_def, cfg.compute_dtype, jit=False, objective=objective), in_axes=(0, 0, None, None)))
     perms = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
     (run_dir / "members.json").write_text(json.dumps([{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]))
-    x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (ds.x_train, y_train, ds.x_test, y_test))
 
     history, done, evaluated = [], 0, None
     bar = tqdm(total=total, disable=not progress, desc=f"{k} x {cfg.model} on {cfg.dataset}", unit="step")
@@ -159,8 +170,8 @@ def fit_ensemble(
         done += steps
         bar.update(steps)
         evaluated = [np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test)]
-        seen = np.maximum(np.asarray(state["acc"]["count"]), 1)
-        history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / len(ds.x_test)).tolist(),
+        seen = np.maximum(np.asarray(state["acc"]["seen"]), 1)
+        history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / np.maximum(evaluated[3], 1)).tolist(),
                         "test_loss": (evaluated[0] / len(ds.x_test)).tolist(),
                         "train_loss": (np.asarray(state["acc"]["loss"]) / seen).tolist()})
     bar.close()
@@ -169,15 +180,16 @@ def fit_ensemble(
     acc = jax.device_get(state["acc"])
     if evaluated is None:  # no steps were asked for: evaluate the initial members
         evaluated = [np.asarray(v) for v in veval(state["params"], state["rest"], x_test, y_test)]
-    loss, correct, top5 = evaluated  # the last epoch's evaluation is of the final parameters
+    loss, correct, top5, count = evaluated  # the last epoch's evaluation is of the final parameters
+    count = np.maximum(count, 1)
     rows = []
     for m, (seed, lr_, wd_) in enumerate(grid):
         bad = int(acc["first_bad_step"][m])
         finite = all(bool(np.isfinite(np.asarray(leaf[m])).all()) for leaf in jax.tree.leaves(state["params"]))
         status = "ok" if bad < 0 and finite else (f"diverged at step {bad + 1}" if bad >= 0 else "diverged")
         rows.append({"member": m, "seed": seed, "lr": lr_, "weight_decay": wd_,
-                     "test_acc": float(correct[m]) / len(ds.x_test), "test_loss": float(loss[m]) / len(ds.x_test),
-                     "test_top5": float(top5[m]) / len(ds.x_test),
+                     "test_acc": float(correct[m]) / count[m], "test_loss": float(loss[m]) / len(ds.x_test),
+                     "test_top5": float(top5[m]) / count[m],
                      "train_acc": float(acc["correct"][m]) / max(int(acc["count"][m]), 1), "status": status})
     summary = {**_summary(rows), "wall_s": wall, "steps": total, "member_steps_per_s": k * total / wall}
     with (run_dir / "members.csv").open("w", newline="") as f:

@@ -22,6 +22,7 @@ from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.metrics import MetricsWriter, plot_curves
 from cnnjax.train.optim import make_optimizer
+from cnnjax.train import tasks
 from cnnjax.train.step import init_state, make_eval_step, make_train_step, zero_metrics
 
 
@@ -60,32 +61,50 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def evaluate(eval_step, params, rest, batches) -> dict[str, float]:
-    """Mean loss, top-1 and top-5 accuracy over an iterable of ``(x, y)`` test batches."""
-    loss = correct = top5 = 0.0
+    """Mean loss per example, top-1 and top-5 accuracy over an iterable of ``(x, y)`` test batches.
+
+    Accuracies are over what the task scores: examples, pixels (segmentation) or object cells (detection).
+    """
+    loss = correct = top5 = count = 0.0
     n = 0
     for x, y in batches:
-        l, c, t = eval_step(params, rest, x, y)
-        loss, correct, top5, n = loss + l, correct + c, top5 + t, n + len(y)
-    return {"loss": float(loss) / n, "acc": float(correct) / n, "top5": float(top5) / n}
+        l, c, t, k = eval_step(params, rest, x, y)
+        loss, correct, top5, count, n = loss + l, correct + c, top5 + t, count + k, n + len(y)
+    count = max(float(count), 1.0)
+    return {"loss": float(loss) / n, "acc": float(correct) / count, "top5": float(top5) / count}
 
 
 def make_batches(cfg: TrainConfig, sharding: Any = None):
-    """``(provider, input_shape, num_classes)``: the data on the device, or streamed through Grain when
-    ``cfg.stream`` says so (by default: datasets above ~1 GB)."""
+    """``(provider, model)``: the data on the device (with the task's targets), or
+    streamed through Grain when ``cfg.stream`` says so (by default: datasets above ~1 GB; classification only)."""
+    tasks.check_task(cfg.task, cfg.loss)
     stream = cfg.stream if cfg.stream is not None else dataset_bytes(cfg.dataset, cfg.data_dir) > STREAM_THRESHOLD_BYTES
     if stream:
+        if cfg.task != "classify":
+            raise TrainingError(f"task {cfg.task!r} needs the dataset in memory; streaming supports classification only")
         g = GrainBatches(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir)
-        return g, tuple(g.input_shape), g.num_classes
+        return g, build_model(cfg, tuple(g.input_shape), g.num_classes)
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
     if cfg.batch_size > len(ds.x_train):
         raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({len(ds.x_train)} examples)")
-    provider = InMemoryBatches(ds.x_train, ds.y_train, ds.x_test, ds.y_test, cfg.batch_size, cfg.seed, sharding)
-    return provider, ds.input_shape, ds.num_classes
+    try:
+        tasks.check_dataset(cfg.task, ds)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    model = build_model(cfg, ds.input_shape, ds.num_classes)
+    try:
+        y_train, y_test = (tasks.targets(cfg.task, ds, split, model) for split in ("train", "test"))
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    provider = InMemoryBatches(ds.x_train, y_train, ds.x_test, y_test, cfg.batch_size, cfg.seed, sharding)
+    return provider, model
 
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
-    """The config's model, checked against the data's input shape (a one-line error if it does not fit)."""
+    """The config's model for the dataset's ``num_classes``, checked against the data's input shape and the
+    task's output shape (a one-line error if it does not fit)."""
     options = dict(cfg.model_options)
+    num_classes = tasks.model_classes(cfg.task, num_classes)
     model = models.create(cfg.model, num_classes=num_classes, in_channels=input_shape[-1], seed=cfg.seed, **options)
     try:
         out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
@@ -94,10 +113,15 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
             f"model {cfg.model!r} does not accept {cfg.dataset!r} inputs of shape {input_shape}: "
             f"{str(e).strip().splitlines()[0][:200]}"
         ) from None
-    if out.shape != (2, num_classes):
+    try:
+        want = (2, *tasks.expected_output(cfg.task, model, input_shape, num_classes))
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    if out.shape != want:
+        hint = " (a 2-D model on 1-D data?)" if cfg.task == "classify" else f" for task {cfg.task!r}"
         raise TrainingError(
             f"model {cfg.model!r} does not fit {cfg.dataset!r} inputs of shape {input_shape}: a batch of 2 gives "
-            f"outputs {out.shape} instead of (2, {num_classes}) logits (a 2-D model on 1-D data?)"
+            f"outputs {out.shape} instead of {want}{hint}"
         )
     return model
 
@@ -122,17 +146,17 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     if cfg.batch_size % mesh.size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    batches, input_shape, num_classes = make_batches(cfg, replicated)
-    model = build_model(cfg, input_shape, num_classes)
+    batches, model = make_batches(cfg, replicated)
+    objective = tasks.objective(cfg, model)
     steps_per_epoch = batches.steps_per_epoch
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     tx = make_optimizer(cfg, total)
     train_def, eval_def, state = init_state(model, tx, cfg.seed)
     train_step = make_train_step(
         train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
-        batch_sharding=by_batch if mesh.size > 1 else None, compute_dtype=cfg.compute_dtype,
+        batch_sharding=by_batch if mesh.size > 1 else None, compute_dtype=cfg.compute_dtype, objective=objective,
     )
-    eval_step = make_eval_step(eval_def, cfg.compute_dtype)
+    eval_step = make_eval_step(eval_def, cfg.compute_dtype, objective=objective)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +198,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
                 acc = jax.device_get(state["acc"])
                 test = evaluate(eval_step, state["params"], state["rest"], batches.test_batches())
                 elapsed = time.perf_counter() - t_start
-                row = {"step": step, "epoch": epoch + 1, "train_loss": float(acc["loss"]) / max(int(acc["count"]), 1),
+                row = {"step": step, "epoch": epoch + 1, "train_loss": float(acc["loss"]) / max(int(acc["seen"]), 1),
                        "train_acc": float(acc["correct"]) / max(int(acc["count"]), 1), "test_loss": test["loss"],
                        "test_acc": test["acc"], "test_top5": test["top5"], "examples_per_s": examples / max(elapsed, 1e-9),
                        "wall_s": elapsed}

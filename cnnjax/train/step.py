@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from cnnjax.train.tasks import Objective
+
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, Any, dict]:
     """``(train_graphdef, eval_graphdef, state)``; ``state`` holds params, the rest (batch stats, RNG streams),
@@ -49,8 +51,10 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
 
 
 def zero_metrics() -> dict[str, jax.Array]:
-    return {"loss": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32),
-            "first_bad_step": jnp.full((), -1, jnp.int32)}
+    """Running sums over an epoch: loss over ``seen`` examples, ``correct`` over ``count`` scored units
+    (examples, pixels or object cells, by task)."""
+    return {"loss": jnp.zeros(()), "seen": jnp.zeros((), jnp.int32), "correct": jnp.zeros((), jnp.int32),
+            "count": jnp.zeros((), jnp.int32), "first_bad_step": jnp.full((), -1, jnp.int32)}
 
 
 def make_train_step(
@@ -62,6 +66,7 @@ def make_train_step(
     augment: Callable | None = None,
     batch_sharding: Any = None,
     compute_dtype: str = "float32",
+    objective: Objective | None = None,
     jit: bool = True,
 ) -> Callable:
     """The ``(state, x_all, y_all, perm, i) -> state`` step, jitted with ``state`` donated (``jit=False``: the
@@ -74,16 +79,19 @@ def make_train_step(
     ``compute_dtype="bfloat16"`` is mixed precision: the forward and backward passes run on
     bfloat16 copies of the parameters and inputs, while the parameters, their gradients, the
     optimizer state, the loss and the normalisation statistics stay float32.
+
+    ``objective`` (see :mod:`cnnjax.train.tasks`) gives the loss and what counts as correct;
+    the default is classification with softmax cross-entropy and ``label_smoothing``.
     """
     dtype = check_compute_dtype(compute_dtype)
+    objective = objective or Objective(label_smoothing=label_smoothing)
 
     def loss_fn(params, rest, x, y):
         if dtype != jnp.float32:
             params, x = cast_floating(params, dtype), x.astype(dtype)
         model = nnx.merge(train_def, params, rest, copy=True)  # fresh Variables at this trace level, so BatchNorm may update them
         logits = model(x).astype(jnp.float32)
-        targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        loss = objective.loss(logits, y).mean()
         return loss, (logits, nnx.split(model, nnx.Param, ...)[2])
 
     def step(state, x_all, y_all, perm, i):
@@ -99,10 +107,12 @@ def make_train_step(
         params = optax.apply_updates(state["params"], updates)
         acc = state["acc"]
         bad = ~jnp.isfinite(loss)
+        correct, _, count = objective.metrics(logits, y)
         acc = {
             "loss": acc["loss"] + loss * batch_size,
-            "correct": acc["correct"] + jnp.sum(jnp.argmax(logits, -1) == y),
-            "count": acc["count"] + batch_size,
+            "seen": acc["seen"] + batch_size,
+            "correct": acc["correct"] + correct,
+            "count": acc["count"] + count,
             "first_bad_step": jnp.where((acc["first_bad_step"] < 0) & bad, state["step"], acc["first_bad_step"]),
         }
         return {**state, "params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1, "acc": acc}
@@ -110,16 +120,19 @@ def make_train_step(
     return jax.jit(step, donate_argnums=0) if jit else step
 
 
-def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = True) -> Callable:
-    """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct)`` over one batch, in eval mode."""
+def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = True,
+                   objective: Objective | None = None) -> Callable:
+    """``(params, rest, x, y) -> (loss_sum, top1_correct, top5_correct, count)`` over one batch, in eval mode.
+
+    ``count`` is what the accuracies are out of: examples, pixels or object cells (see ``objective``).
+    """
     dtype = check_compute_dtype(compute_dtype)
+    objective = objective or Objective()
 
     def evaluate(params, rest, x, y):
         if dtype != jnp.float32:
             params, x = cast_floating(params, dtype), x.astype(dtype)
         logits = nnx.merge(eval_def, params, rest, copy=True)(x).astype(jnp.float32)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
-        top5 = jnp.argsort(logits, -1)[..., -min(5, logits.shape[-1]):]
-        return loss, jnp.sum(jnp.argmax(logits, -1) == y), jnp.sum(jnp.any(top5 == y[..., None], -1))
+        return (objective.loss(logits, y).sum(), *objective.metrics(logits, y))
 
     return jax.jit(evaluate) if jit else evaluate

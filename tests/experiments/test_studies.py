@@ -107,6 +107,31 @@ def test_normalization_study_reports_steps_and_divergence(quick):
     assert "steps to loss <" in report
 
 
+def test_detection_study_scores_every_class_and_draws_boxes(quick):
+    rows, report = quick("detect_shapes")
+    assert [r["class"] for r in rows] == ["rectangle", "ellipse", "triangle", "mean"]
+    aps = [float(r["ap50"]) for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in aps) and aps[-1] == pytest.approx(sum(aps[:3]) / 3)
+    assert sum(int(r["ground_truth_boxes"]) for r in rows[:3]) == int(rows[-1]["ground_truth_boxes"]) > 1000
+    assert "mAP@0.5 = " in report
+
+
+def test_segmentation_study_reports_iou_per_class(quick):
+    rows, report = quick("segment_shapes")
+    r = rows[0]
+    ious = [float(r[f"iou_{c}"]) for c in ("background", "rectangle", "ellipse", "triangle")]
+    assert float(r["miou"]) == pytest.approx(sum(ious) / 4, abs=1e-6)
+    assert 0.5 < float(r["pixel_acc"]) <= 1.0 and "mIoU" in report
+
+
+def test_saliency_study_salient_pixels_matter_more_than_random_ones(quick):
+    rows, report = quick("saliency_digits")
+    acc = {(r["pixels"], int(r["deleted"])): float(r["accuracy"]) for r in rows}
+    for method in ("vanilla", "integrated_gradients"):  # even after 50 steps the maps beat chance
+        assert acc[(method, 16)] < acc[("random", 16)] - 0.1
+    assert "Grace Hopper" in report
+
+
 # ---- full runs: the published orderings (minutes each; `pytest -m slow`) ----
 
 
@@ -145,3 +170,15 @@ def test_full_shift_study_aps_is_fully_consistent_and_blur_helps(tmp_path):
 def test_full_rotation_study_p4cnn_beats_z2_on_rotated_digits(tmp_path):
     acc = _means(_run("rotation_gcnn", tmp_path, quick=False)[0], ["model"], "acc_random 90k")
     assert acc["p4cnn"] > acc["z2cnn"] + 0.1
+
+
+@pytest.mark.slow
+def test_full_detection_study_reaches_map_08(tmp_path):
+    rows = _run("detect_shapes", tmp_path, quick=False)[0]
+    assert float(rows[-1]["ap50"]) >= 0.8
+
+
+@pytest.mark.slow
+def test_full_segmentation_study_reaches_miou_085(tmp_path):
+    rows = _run("segment_shapes", tmp_path, quick=False)[0]
+    assert max(float(r["miou"]) for r in rows) >= 0.85

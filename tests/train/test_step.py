@@ -67,8 +67,9 @@ def test_bfloat16_step_really_computes_in_bfloat16_and_tracks_float32():
 def test_bfloat16_eval_matches_float32_eval_to_bfloat16_tolerance():
     state, _, (tdef, edef, x, y) = _run("float32", steps=5)
     args = (state["params"], state["rest"], x, y)
-    loss32, top1_32, _ = make_eval_step(edef)(*args)
-    loss16, top1_16, _ = make_eval_step(edef, "bfloat16")(*args)
+    loss32, top1_32, _, count = make_eval_step(edef)(*args)
+    loss16, top1_16, _, _ = make_eval_step(edef, "bfloat16")(*args)
+    assert int(count) == len(y)
     np.testing.assert_allclose(float(loss16), float(loss32), rtol=3e-2)
     assert abs(int(top1_16) - int(top1_32)) <= 3
 
