@@ -23,7 +23,7 @@ from cnnjax.data import load_arrays
 from cnnjax.data.stream import epoch_permutation
 from cnnjax.train import tasks
 from cnnjax.train.config import TrainConfig
-from cnnjax.train.loop import TrainingError, build_model
+from cnnjax.train.loop import TrainingError, task_data
 from cnnjax.train.optim import make_injectable_optimizer
 from cnnjax.train.step import make_eval_step, make_train_step, new_state, zero_metrics
 
@@ -107,15 +107,7 @@ def fit_ensemble(
     member_wd = jnp.array([g[2] for g in grid], jnp.float32)
 
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
-    try:
-        tasks.check_dataset(cfg.task, ds)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    probe = build_model(cfg, ds.input_shape, ds.num_classes)  # one-line error if the model does not fit the data
-    try:
-        y_train, y_test = (tasks.targets(cfg.task, ds, split, probe) for split in ("train", "test"))
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+    probe, y_train, y_test = task_data(cfg, ds)  # one-line errors if the model or task does not fit the data
     objective = tasks.objective(cfg, probe)
     num_classes = tasks.model_classes(cfg.task, ds.num_classes)
     n = len(ds.x_train)

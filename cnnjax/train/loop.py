@@ -87,17 +87,19 @@ def make_batches(cfg: TrainConfig, sharding: Any = None):
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
     if cfg.batch_size > len(ds.x_train):
         raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({len(ds.x_train)} examples)")
-    try:
-        tasks.check_dataset(cfg.task, ds)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    model = build_model(cfg, ds.input_shape, ds.num_classes)
-    try:
-        y_train, y_test = (tasks.targets(cfg.task, ds, split, model) for split in ("train", "test"))
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+    model, y_train, y_test = task_data(cfg, ds)
     provider = InMemoryBatches(ds.x_train, y_train, ds.x_test, y_test, cfg.batch_size, cfg.seed, sharding)
     return provider, model
+
+
+def task_data(cfg: TrainConfig, ds: Any) -> tuple[nnx.Module, np.ndarray, np.ndarray]:
+    """``(model, y_train, y_test)``: the config's model and the task's targets for ``ds``, or a one-line error."""
+    try:
+        tasks.check_dataset(cfg.task, ds)
+        model = build_model(cfg, ds.input_shape, ds.num_classes)
+        return (model, *(tasks.targets(cfg.task, ds, split, model) for split in ("train", "test")))
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
 
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
