@@ -16,8 +16,8 @@ import optax
 from cnnjax.detection import yolo_loss, yolo_targets
 from cnnjax.segmentation import dice_loss, pixel_cross_entropy
 
-TASKS = ("classify", "segment", "detect")
-LOSSES = {"classify": ("cross_entropy",), "segment": ("cross_entropy", "dice"), "detect": ("yolo",)}
+LOSSES = {"classify": ("cross_entropy",), "segment": ("cross_entropy", "dice"), "detect": ("yolo",)}  # first: the default
+TASKS = tuple(LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,12 +28,12 @@ def eval_copy(model: nnx.Module) -> nnx.Module:
     return m
 
 
-def _targets(logits, target):
-    n = logits.shape[0]
+def _targets(target, n: int, forward):
+    """``(n,)`` int32 targets; ``forward()`` (the logits) runs only when ``target`` is None, to take the prediction."""
     if target is None:
+        logits = jax.lax.stop_gradient(forward())
         target = jnp.argmax(logits.reshape(n, -1, logits.shape[-1]).sum(1), -1)
-    target = jnp.broadcast_to(jnp.asarray(target, jnp.int32), (n,))
-    return target
+    return jnp.broadcast_to(jnp.asarray(target, jnp.int32), (n,))
 
 
 def _scores(logits, target):
@@ -43,9 +43,8 @@ def _scores(logits, target):
     return jnp.sum(logits * onehot, axis=tuple(range(1, logits.ndim)))
 
 
-def _input_gradient(model, x, target):
-    m = eval_copy(model)
-    target = _targets(jax.lax.stop_gradient(m(x)), target)
+def _input_gradient(m, x, target):
+    """``∂S/∂x`` for an eval-mode model ``m`` and resolved ``(N,)`` targets."""
     return jax.grad(lambda z: _scores(m(z), target).sum())(x)
 
 
@@ -60,7 +59,8 @@ def vanilla_gradient(model: nnx.Module, x, target=None):
     Returns:
       ``(N, *spatial, C)`` gradients.
     """
-    return _input_gradient(model, jnp.asarray(x), target)
+    x, m = jnp.asarray(x), eval_copy(model)
+    return _input_gradient(m, x, _targets(target, x.shape[0], lambda: m(x)))
 
 
 def smoothgrad(model: nnx.Module, x, target=None, *, key=None, samples: int = 25, noise: float = 0.15):
@@ -77,15 +77,14 @@ def smoothgrad(model: nnx.Module, x, target=None, *, key=None, samples: int = 25
     Returns:
       ``(N, *spatial, C)`` averaged gradients.
     """
-    x = jnp.asarray(x)
+    x, m = jnp.asarray(x), eval_copy(model)
     key = jax.random.key(0) if key is None else key
-    if target is None:
-        target = _targets(eval_copy(model)(x), None)
+    target = _targets(target, x.shape[0], lambda: m(x))
     axes = tuple(range(1, x.ndim))
     sigma = noise * (x.max(axes, keepdims=True) - x.min(axes, keepdims=True))
 
     def one(k):
-        return _input_gradient(model, x + sigma * jax.random.normal(k, x.shape, x.dtype), target)
+        return _input_gradient(m, x + sigma * jax.random.normal(k, x.shape, x.dtype), target)
 
     return jax.lax.map(one, jax.random.split(key, samples)).mean(0)
 
@@ -104,12 +103,11 @@ def integrated_gradients(model: nnx.Module, x, target=None, *, baseline=None, st
     Returns:
       ``(N, *spatial, C)`` attributions.
     """
-    x = jnp.asarray(x)
+    x, m = jnp.asarray(x), eval_copy(model)
     baseline = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
-    if target is None:
-        target = _targets(eval_copy(model)(x), None)
+    target = _targets(target, x.shape[0], lambda: m(x))
     alphas = (jnp.arange(steps, dtype=x.dtype) + 0.5) / steps
-    grads = jax.lax.map(lambda a: _input_gradient(model, baseline + a * (x - baseline), target), alphas)
+    grads = jax.lax.map(lambda a: _input_gradient(m, baseline + a * (x - baseline), target), alphas)
     return (x - baseline) * grads.mean(0)
 
 
@@ -182,7 +180,7 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
     if acts is None or acts.ndim < 3:
         raise ValueError(f"grad_cam: layer {layer!r} must output a (N, *spatial, C) map, got "
                          f"{None if acts is None else acts.shape}")
-    target = _targets(run(None)[0], target)
+    target = _targets(target, x.shape[0], lambda: run(None)[0])
 
     def score(delta):
         out, a = run(delta)
