@@ -60,9 +60,12 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cnnjax import models
     from cnnjax.data import BUILDERS
     from cnnjax.train import OPTIMIZERS, SCHEDULES, TrainConfig, fit
+    from cnnjax.train.parallel import is_main_process
     from cnnjax.train.step import COMPUTE_DTYPES
     from cnnjax.train.tasks import check_task
 
+    if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
+        _join(args, parser)
     if args.resume:
         cfg = _run_config(Path(args.resume), parser, "--resume ")
     else:
@@ -86,12 +89,16 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         parser.error(f"--lr must be > 0, got {cfg.lr}")
-    if cfg.dataset in BUILDERS:
+    main = is_main_process()
+    if cfg.dataset in BUILDERS and main:
         print(f"(the {cfg.dataset} dataset is generated offline on first use)")
-    if args.seeds or args.sweep:
+    if args.seeds or args.sweep or (args.resume and (Path(args.resume) / "members.json").exists()):
         return _ensemble(cfg, args, parser)
-    print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
+    if main:
+        print(f"training {cfg.model} on {cfg.dataset} ({cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed})")
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
+    if not main:
+        return 0
     final = result.final
     accuracy = {"classify": "test accuracy", "segment": "test pixel accuracy", "detect": "test cell class accuracy"}
     top5 = f" (top-5 {final['test_top5']:.4f})" if cfg.task == "classify" else ""
@@ -105,6 +112,24 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ("run directory", str(result.run_dir)),
     ]))
     return 0
+
+
+def _join(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Join the multi-process run the flags describe, before anything touches a JAX backend."""
+    import jax
+
+    from cnnjax.train.parallel import initialize
+
+    if args.seeds or args.sweep:
+        parser.error("--seeds/--sweep train ensembles in one process; multi-process runs train a single model")
+    try:
+        initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        parser.error(str(e))
+    except RuntimeError as e:
+        parser.error(f"could not join the multi-process run: {str(e).strip().splitlines()[0][:300]}")
+    if jax.process_index() == 0:
+        print(f"process 0 of {jax.process_count()}: {jax.device_count()} devices in all, {jax.local_device_count()} here")
 
 
 _SWEEPABLE = {"lr": "lr", "weight_decay": "weight_decay", "weight-decay": "weight_decay"}
@@ -126,16 +151,22 @@ def _parse_sweep(items: list[str], parser: argparse.ArgumentParser) -> dict[str,
 def _ensemble(cfg, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cnnjax.train import fit_ensemble
 
-    if args.resume:
-        parser.error("--resume is for single runs; ensembles (--seeds/--sweep) are not checkpointed yet")
-    if args.seeds is not None and args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    sweep = _parse_sweep(args.sweep or [], parser)
-    seeds = list(range(cfg.seed, cfg.seed + (args.seeds or 1)))
+    if args.resume:  # the members come from the run directory
+        if args.seeds or args.sweep:
+            parser.error("--resume continues the ensemble saved in RUN_DIR with its own members; drop --seeds/--sweep")
+        members = json.loads((Path(args.resume) / "members.json").read_text())
+        seeds = list(dict.fromkeys(m["seed"] for m in members))
+        sweep = {key: list(dict.fromkeys(m[key] for m in members)) for key in ("lr", "weight_decay")}
+    else:
+        if args.seeds is not None and args.seeds < 1:
+            parser.error(f"--seeds must be >= 1, got {args.seeds}")
+        sweep = _parse_sweep(args.sweep or [], parser)
+        seeds = list(range(cfg.seed, cfg.seed + (args.seeds or 1)))
     k = len(seeds) * len(sweep.get("lr", [0])) * len(sweep.get("weight_decay", [0]))
     print(f"training {k} members of {cfg.model} on {cfg.dataset} in one vmapped program (seeds {seeds[0]}..{seeds[-1]}"
           + "".join(f", {key} {vals}" for key, vals in sweep.items()) + ")")
-    r = fit_ensemble(cfg, seeds, lr=sweep.get("lr"), weight_decay=sweep.get("weight_decay"), progress=not args.quiet)
+    r = fit_ensemble(cfg, seeds, lr=sweep.get("lr"), weight_decay=sweep.get("weight_decay"), progress=not args.quiet,
+                     resume=bool(args.resume))
     width = max(len(m["status"]) for m in r.members)
     print("  member  seed  lr        weight_decay  test_acc  status")
     for m in r.members:
@@ -240,6 +271,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--seeds", type=int, default=None, help="train this many seeds (from --seed) as one vmapped ensemble")
     train.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="sweep lr or weight_decay inside the ensemble")
+    hosts = train.add_argument_group("multi-process runs (jax.distributed): the same command in every process")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, reachable from every process")
+    hosts.add_argument("--num-processes", type=int, help="how many processes take part")
+    hosts.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes-1")
+    hosts.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run found by JAX's cluster detection (SLURM, Open MPI, TPU pods)")
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the test split")
     ev.add_argument("run_dir")
     ev.add_argument("--data-dir", default=None)

@@ -52,10 +52,18 @@ class GrainBatches:
     """A TFDS ``array_record`` split streamed through Grain: shuffled per epoch, batched, prefetched by threads.
 
     Normalisation statistics come from (up to) the first ``stats_examples`` training examples.
+
+    With ``batch_sharding`` (a ``NamedSharding`` of the batch over every process's devices), each
+    process reads only its own rows of each global batch, ``batch_size / process_count`` of them,
+    and the batch is assembled as one global array; ``sharding`` places the test batches.
     """
 
     def __init__(self, name: str, batch_size: int, seed: int, data_dir: str | None = None, *,
-                 threads: int = 4, prefetch: int = 8, stats_examples: int = 10_000):
+                 threads: int = 4, prefetch: int = 8, stats_examples: int = 10_000,
+                 batch_sharding: Any = None, sharding: Any = None):
+        if batch_size % jax.process_count():
+            raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({jax.process_count()})")
+        self.batch_sharding, self.sharding = batch_sharding, sharding
         b = builder(name, data_dir)
         self.x_key, self.y_key = b.info.supervised_keys
         self.num_classes = b.info.features[self.y_key].num_classes
@@ -72,22 +80,34 @@ class GrainBatches:
         x = as_model_input(np.asarray(record[self.x_key]))
         return (x - self.mean) / self.std, np.int32(record[self.y_key])
 
-    def _dataset(self, source, shuffle_seed: int | None) -> grain.MapDataset:
+    def _dataset(self, source, shuffle_seed: int | None, batch_size: int | None = None) -> grain.MapDataset:
         ds = grain.MapDataset.source(source)
         if shuffle_seed is not None:
             ds = ds.shuffle(seed=shuffle_seed)
-        return ds.map(self._example).batch(self.batch_size, drop_remainder=shuffle_seed is not None)
+        return ds.map(self._example).batch(batch_size or self.batch_size, drop_remainder=shuffle_seed is not None)
 
     def epoch(self, epoch: int, start: int, stop: int) -> Iterator[tuple]:
         shuffle_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
-        batches = self._dataset(self.train, shuffle_seed)[start:stop]
-        ident = jnp.arange(self.batch_size)
+        # Global batch i is local batch i*P + p of process p, P processes: the same records in the same order
+        # as one process reading whole batches.
+        n, p = jax.process_count(), jax.process_index()
+        batches = self._dataset(self.train, shuffle_seed, self.batch_size // n)[start * n + p : stop * n : n]
+        ident = self._put(np.arange(self.batch_size), self.sharding)
         for x, y in batches.to_iter_dataset(self.read):
-            yield jnp.asarray(x, jnp.float32), jnp.asarray(y), ident, 0
+            x = np.asarray(x, np.float32)
+            if self.batch_sharding is None:
+                yield jnp.asarray(x), jnp.asarray(y), ident, 0
+            else:
+                yield (jax.make_array_from_process_local_data(self.batch_sharding, x),
+                       jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(y)), ident, 0)
 
     def test_batches(self, batch: int = 1000) -> Iterator[tuple]:
         for x, y in self._dataset(self.test, None).to_iter_dataset(self.read):
-            yield jnp.asarray(x, jnp.float32), jnp.asarray(y)
+            yield self._put(np.asarray(x, np.float32), self.sharding), self._put(np.asarray(y), self.sharding)
+
+    @staticmethod
+    def _put(a: np.ndarray, sharding: Any) -> jax.Array:
+        return jnp.asarray(a) if sharding is None else jax.device_put(a, sharding)
 
 
 def dataset_bytes(name: str, data_dir: str | None = None) -> int:

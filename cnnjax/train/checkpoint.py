@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,27 @@ def _to_tree(state: dict) -> dict:
             "opt_state": state["opt_state"], "step": state["step"], "seed": state["seed"], "acc": state["acc"]}
 
 
+def clear(run_dir: Path) -> None:
+    """Remove a run directory's checkpoints: a fresh (not resumed) run into an existing folder starts it over.
+
+    Orbax would otherwise skip saving steps the old run already saved, leaving its parameters behind.
+    """
+    shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
+
+
 def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints", options=options)
 
 
-def save(mgr: ocp.CheckpointManager, state: dict, extra: dict[str, Any]) -> None:
-    """Save the training state and JSON metadata (the metric history) as one checkpoint at ``state['step']``.
+def save(mgr: ocp.CheckpointManager, state: dict, extra: dict[str, Any], step: int | None = None) -> None:
+    """Save the training state and JSON metadata (the metric history) as one checkpoint at ``step`` (default
+    ``state['step']``; an ensemble's state has one step counter per member).
 
     Orbax writes into a temporary directory and renames it when complete, so a run killed
     mid-save leaves no checkpoint that loads as valid.
     """
-    step = int(state["step"])
+    step = int(state["step"]) if step is None else step
     mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state)), meta=ocp.args.JsonSave(extra)))
     mgr.wait_until_finished()
 

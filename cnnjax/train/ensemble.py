@@ -21,7 +21,7 @@ from cnnjax import models
 from cnnjax.data import augment as make_augment
 from cnnjax.data import load_arrays
 from cnnjax.data.stream import epoch_permutation
-from cnnjax.train import tasks
+from cnnjax.train import checkpoint, tasks
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.loop import TrainingError, task_data
 from cnnjax.train.optim import make_injectable_optimizer
@@ -77,6 +77,7 @@ def fit_ensemble(
     lr: Sequence[float] | None = None,
     weight_decay: Sequence[float] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> EnsembleResult:
     """Train every combination of ``seeds`` x ``lr`` x ``weight_decay`` as one vmapped program.
 
@@ -87,17 +88,25 @@ def fit_ensemble(
 
     Writes ``members.csv`` (one row per member), ``summary.json`` (mean and std over the
     finished members) and ``history.jsonl`` (per-epoch test accuracy of every member).
+    The stacked state is checkpointed at the first epoch end after every ``cfg.checkpoint_every``
+    steps and at the end; ``resume=True`` continues from the latest checkpoint in ``cfg.run_dir``
+    and ends with the parameters the uninterrupted run would have.
 
     Args:
       cfg: the shared configuration (its ``seed``, ``lr`` and ``weight_decay`` are the defaults).
       seeds: member seeds.
       lr, weight_decay: values to sweep (default: the config's).
+      progress: show a progress bar.
+      resume: continue the ensemble in ``cfg.run_dir`` (same members) from its latest checkpoint.
 
     Example:
       >>> r = fit_ensemble(TrainConfig(model="logistic", steps=40), seeds=[0, 1], lr=[0.01, 0.1], progress=False)  # doctest: +SKIP
       >>> len(r.members)  # doctest: +SKIP
       4
     """
+    if jax.process_count() > 1:
+        raise TrainingError("fit_ensemble runs in one process (its members share the local devices); "
+                            f"this is a {jax.process_count()}-process run")
     grid = member_grid(cfg, seeds, lr, weight_decay)
     if not grid:
         raise TrainingError("fit_ensemble: no members (empty seeds or sweep)")
@@ -144,12 +153,24 @@ def fit_ensemble(
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
-    (run_dir / "members.json").write_text(json.dumps([{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]))
+    members = [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]
+    if not resume:
+        checkpoint.clear(run_dir)
+    mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)
+    history, done, evaluated = [], 0, None
+    if resume:
+        saved = json.loads((run_dir / "members.json").read_text()) if (run_dir / "members.json").exists() else None
+        if saved != members:
+            raise TrainingError(f"cannot resume {run_dir}: its members are {saved}, this call asks for {members}")
+        state, meta = checkpoint.restore(mgr, state, str(run_dir))
+        history, done = meta["history"], meta["done"]
+    else:
+        cfg.save(run_dir / "config.json")
+        (run_dir / "members.json").write_text(json.dumps(members))
     x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (ds.x_train, y_train, ds.x_test, y_test))
 
-    history, done, evaluated = [], 0, None
-    bar = tqdm(total=total, disable=not progress, desc=f"{k} x {cfg.model} on {cfg.dataset}", unit="step")
+    last_saved = start = done
+    bar = tqdm(total=total, initial=done, disable=not progress, desc=f"{k} x {cfg.model} on {cfg.dataset}", unit="step")
     t0 = time.perf_counter()
     while done < total:
         epoch = done // steps_per_epoch
@@ -166,6 +187,9 @@ def fit_ensemble(
         history.append({"step": done, "epoch": epoch + 1, "test_acc": (evaluated[1] / np.maximum(evaluated[3], 1)).tolist(),
                         "test_loss": (evaluated[0] / len(ds.x_test)).tolist(),
                         "train_loss": (np.asarray(state["acc"]["loss"]) / seen).tolist()})
+        if done - last_saved >= cfg.checkpoint_every or done >= total:  # at epoch ends: the accumulators restart there
+            checkpoint.save(mgr, state, {"history": history, "done": done}, step=done)
+            last_saved = done
     bar.close()
     wall = time.perf_counter() - t0
 
@@ -183,7 +207,7 @@ def fit_ensemble(
                      "test_acc": float(correct[m]) / count[m], "test_loss": float(loss[m]) / len(ds.x_test),
                      "test_top5": float(top5[m]) / count[m],
                      "train_acc": float(acc["correct"][m]) / max(int(acc["count"][m]), 1), "status": status})
-    summary = {**_summary(rows), "wall_s": wall, "steps": total, "member_steps_per_s": k * total / wall}
+    summary = {**_summary(rows), "wall_s": wall, "steps": total, "member_steps_per_s": k * (total - start) / max(wall, 1e-9)}
     with (run_dir / "members.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

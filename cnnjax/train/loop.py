@@ -11,17 +11,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from cnnjax import models
-from cnnjax.data import STREAM_THRESHOLD_BYTES, GrainBatches, InMemoryBatches, dataset_bytes, load_arrays
+from cnnjax.data import STREAM_THRESHOLD_BYTES, GrainBatches, InMemoryBatches, builder, dataset_bytes, load_arrays
 from cnnjax.data import augment as make_augment
 from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.metrics import MetricsWriter, plot_curves
 from cnnjax.train.optim import make_optimizer
+from cnnjax.train.parallel import data_mesh, is_main_process, main_first, main_only
 from cnnjax.train import tasks
 from cnnjax.train.step import init_state, make_eval_step, make_train_step, zero_metrics
 
@@ -42,20 +43,6 @@ class FitResult:
         return self.history[-1]
 
 
-def data_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D ``Mesh`` named ``"data"`` over the first ``num_devices`` local devices (default: all).
-
-    The same code runs on one CPU, one GPU, several GPUs or a TPU slice. For several hosts,
-    call ``jax.distributed.initialize()`` first in every process (see the README).
-    """
-    devices = jax.local_devices()
-    if num_devices is not None:
-        if not 1 <= num_devices <= len(devices):
-            raise TrainingError(f"num_devices={num_devices}, but {len(devices)} local device(s) exist: {devices}")
-        devices = devices[:num_devices]
-    return Mesh(np.array(devices), ("data",))
-
-
 def _default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{cfg.dataset}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -74,15 +61,20 @@ def evaluate(eval_step, params, rest, batches) -> dict[str, float]:
     return {"loss": float(loss) / n, "acc": float(correct) / count, "top5": float(top5) / count}
 
 
-def make_batches(cfg: TrainConfig, sharding: Any = None):
+def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = None):
     """``(provider, model)``: the data on the device (with the task's targets), or
-    streamed through Grain when ``cfg.stream`` says so (by default: datasets above ~1 GB; classification only)."""
+    streamed through Grain when ``cfg.stream`` says so (by default: datasets above ~1 GB; classification only).
+
+    ``sharding`` places the in-memory data (replicated); ``batch_sharding`` places a streamed batch, each
+    process reading only its own rows of it."""
     tasks.check_task(cfg.task, cfg.loss)
+    main_first(lambda: builder(cfg.dataset, cfg.data_dir), "cnnjax-prepare-data")  # one process builds, on a shared disk
     stream = cfg.stream if cfg.stream is not None else dataset_bytes(cfg.dataset, cfg.data_dir) > STREAM_THRESHOLD_BYTES
     if stream:
         if cfg.task != "classify":
             raise TrainingError(f"task {cfg.task!r} needs the dataset in memory; streaming supports classification only")
-        g = GrainBatches(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir)
+        g = GrainBatches(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir, batch_sharding=batch_sharding,
+                         sharding=sharding)
         return g, build_model(cfg, tuple(g.input_shape), g.num_classes)
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
     if cfg.batch_size > len(ds.x_train):
@@ -144,11 +136,14 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     Returns:
       A :class:`FitResult` with the run directory, the evaluation history and the trained model.
     """
-    mesh = data_mesh(cfg.num_devices)
+    try:
+        mesh = data_mesh(cfg.num_devices)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     if cfg.batch_size % mesh.size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    batches, model = make_batches(cfg, replicated)
+    batches, model = make_batches(cfg, replicated, by_batch if mesh.size > 1 else None)
     objective = tasks.objective(cfg, model)
     steps_per_epoch = batches.steps_per_epoch
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
@@ -160,24 +155,30 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     )
     eval_step = make_eval_step(eval_def, cfg.compute_dtype, objective=objective)
 
+    if jax.process_count() > 1 and not cfg.run_dir:
+        raise TrainingError("a multi-process run needs run_dir (--run-dir): one folder every process can reach")
+    main = is_main_process()  # the only process that writes metrics, plots and the config
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    if not resume:
+        main_only(lambda: checkpoint.clear(run_dir), "cnnjax-clear-checkpoints")
     mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)
-    writer = MetricsWriter(run_dir)
+    writer = MetricsWriter(run_dir, enabled=main)
     history: list[dict[str, Any]] = []
     if resume:
         state, meta = checkpoint.restore(mgr, state, str(run_dir))
         history = meta.get("history", [])
         writer.rewrite(history)
     else:
-        cfg.save(run_dir / "config.json")
+        if main:
+            cfg.save(run_dir / "config.json")
         writer.rewrite([])
 
     state = jax.device_put(state, replicated)
     step = int(state["step"])
     last_saved = step
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.model} on {cfg.dataset}", unit="step")
+    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=f"{cfg.model} on {cfg.dataset}", unit="step")
     t_start, examples = time.perf_counter(), 0
     try:
         while step < total:
@@ -217,7 +218,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     finally:
         bar.close()
         writer.close()
-    if history:
+    if history and main:
         plot_curves(history, run_dir / "curves.png")
     nnx.update(model, state["params"], state["rest"])
     model.eval()

@@ -9,13 +9,19 @@ from typing import Any
 
 
 class MetricsWriter:
-    """Appends one row per evaluation to ``metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when available)."""
+    """Appends one row per evaluation to ``metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when available).
 
-    def __init__(self, run_dir: Path):
+    ``enabled=False`` writes nothing: the other processes of a multi-process run.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
         self.run_dir = Path(run_dir)
         self.jsonl = self.run_dir / "metrics.jsonl"
         self.csv = self.run_dir / "metrics.csv"
+        self.enabled = enabled
         self.tb = None
+        if not enabled:
+            return
         try:  # optional: tensorboardX or torch's writer, whichever is installed
             from tensorboardX import SummaryWriter  # type: ignore
         except ImportError:
@@ -31,6 +37,8 @@ class MetricsWriter:
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
         """Write the whole history (used on resume, so files match the restored state)."""
+        if not self.enabled:
+            return
         self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in history))
         with self.csv.open("w", newline="") as f:
             if history:
@@ -39,6 +47,8 @@ class MetricsWriter:
                 w.writerows(history)
 
     def append(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         new = not self.csv.exists() or self.csv.stat().st_size == 0
         with self.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")

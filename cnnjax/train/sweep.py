@@ -5,7 +5,7 @@ so every combination of them trains as one :func:`fit_ensemble` program; every o
 (``model``, ``dataset``, ``model_options.padding_mode``...) makes a *cell* with its own
 program. Each cell writes its ensemble's files into ``out/<cell>/``; a finished cell made by
 the same config and members is read back instead of trained, so a killed sweep resumes
-where it stopped (a cell cut off mid-training starts again, and a changed config retrains).
+where it stopped (a cell cut off mid-training resumes from its last checkpoint, and a changed config retrains).
 """
 
 from __future__ import annotations
@@ -120,13 +120,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return [{k: scalar(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def _finished(cell_dir: Path, cfg: TrainConfig, members: list[dict[str, Any]]) -> bool:
-    """The cell's results exist and were made by this very config and these members (not a stale grid)."""
-    files = [cell_dir / n for n in ("members.csv", "config.json", "members.json")]
+def _same_run(cell_dir: Path, cfg: TrainConfig, members: list[dict[str, Any]]) -> bool:
+    """The cell's folder was started by this very config and these members (not a stale grid)."""
+    files = [cell_dir / n for n in ("config.json", "members.json")]
     if not all(f.exists() for f in files):
         return False
-    saved = {**json.loads(files[1].read_text()), "run_dir": None}
-    return saved == {**cfg.to_dict(), "run_dir": None} and json.loads(files[2].read_text()) == members
+    saved = {**json.loads(files[0].read_text()), "run_dir": None}
+    return saved == {**cfg.to_dict(), "run_dir": None} and json.loads(files[1].read_text()) == members
 
 
 def run_cell(base: TrainConfig, cell: dict[str, Any], vmapped: dict[str, list[Any]], cell_dir: Path,
@@ -138,8 +138,10 @@ def run_cell(base: TrainConfig, cell: dict[str, Any], vmapped: dict[str, list[An
     cfg = dataclasses.replace(cell_config(base, cell), run_dir=str(cell_dir))
     seeds, lrs, wds = vmapped.get("seed", [cfg.seed]), vmapped.get("lr"), vmapped.get("weight_decay")
     members = [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in member_grid(cfg, seeds, lrs, wds)]
-    if not _finished(cell_dir, cfg, members):
-        fit_ensemble(cfg, seeds, lr=lrs, weight_decay=wds, progress=progress)
+    same = _same_run(cell_dir, cfg, members)
+    if not (same and (cell_dir / "members.csv").exists()):
+        started = same and any(p.name.isdigit() for p in (cell_dir / "checkpoints").glob("*"))
+        fit_ensemble(cfg, seeds, lr=lrs, weight_decay=wds, progress=progress, resume=started)
         (cell_dir / "cell.json").write_text(json.dumps(cell))
     return [{**cell, **row} for row in _read_rows(cell_dir / "members.csv")]
 

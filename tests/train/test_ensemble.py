@@ -2,13 +2,15 @@
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
-from cnnjax.train import TrainConfig, fit, fit_ensemble
+from cnnjax.train import TrainConfig, TrainingError, fit, fit_ensemble
 
 
 def test_members_equal_the_single_runs_and_each_other_differs(tmp_path):
@@ -60,3 +62,23 @@ def test_cli_seeds_and_sweep(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cnnjax", "train", "--sweep", "momentum=0.9", "--quiet"],
                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert bad.returncode == 2 and "expected KEY=v1,v2,... with KEY one of: lr, weight_decay" in bad.stderr
+
+
+def test_ensemble_resumes_from_its_checkpoint_exactly(tmp_path):
+    run = tmp_path / "ens"
+    cfg = TrainConfig(model="logistic", steps=80, checkpoint_every=40, run_dir=str(run))  # 40 steps an epoch
+    full = fit_ensemble(cfg, seeds=[0, 1], lr=[0.01, 0.1], progress=False)
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == [40, 80]
+    shutil.rmtree(run / "checkpoints" / "80")  # as if killed during the second epoch
+    (run / "members.csv").unlink()
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "train", "--resume", str(run), "--quiet"],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "training 4 members of logistic" in out.stdout
+    again = fit_ensemble(cfg, seeds=[0, 1], lr=[0.01, 0.1], progress=False, resume=True)  # already finished: reads back
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(again.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [h["step"] for h in again.history] == [40, 80] and again.history == full.history
+    assert [m["test_acc"] for m in again.members] == [m["test_acc"] for m in full.members]
+    with pytest.raises(TrainingError, match="cannot resume"):
+        fit_ensemble(cfg, seeds=[0, 1, 2], progress=False, resume=True)

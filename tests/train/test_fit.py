@@ -56,6 +56,15 @@ def test_run_directory_contents_and_learning(tmp_path):
     assert (r.run_dir / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,train_loss")
 
 
+def test_fresh_run_into_an_old_run_directory_starts_it_over(tmp_path):
+    run = str(tmp_path / "run")
+    fit(TrainConfig(**FAST, steps=6, checkpoint_every=3, run_dir=run), progress=False)
+    again = fit(TrainConfig(**FAST, steps=3, seed=1, run_dir=run), progress=False)
+    assert sorted(_finished(Path(run))) == [3]  # the old run's step-6 checkpoint is gone, not kept as the latest
+    for saved, trained in zip(_params(Path(run)), jax.tree.leaves(again.params)):
+        np.testing.assert_array_equal(saved, np.asarray(trained))
+
+
 def test_resume_after_sigkill_ends_bit_identical(tmp_path):
     """A real subprocess killed with SIGKILL mid-run, resumed, ends with the uninterrupted run's parameters."""
     args = ["--model", "mnist1d_cnn", "--steps", "3000", "--checkpoint-every", "100", "--quiet"]  # long enough to be killed mid-run

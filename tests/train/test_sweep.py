@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cnnjax.train import TrainConfig, group_stats, parse_grid, run_sweep
+from cnnjax.train import TrainConfig, fit_ensemble, group_stats, parse_grid, run_sweep
 from cnnjax.train import sweep as sweep_mod
 from cnnjax.train.sweep import cell_config, cell_name, cells, scalar
 
@@ -56,6 +56,12 @@ def test_run_sweep_rows_resume_and_parallel_processes_agree(tmp_path, monkeypatc
     monkeypatch.setattr(sweep_mod, "fit_ensemble", lambda *a, **k: pytest.fail("a finished cell was retrained"))
     again = run_sweep(base, grid, tmp_path / "a", progress=False)
     assert again.rows == first.rows
+    monkeypatch.undo()
+    # A cell cut off mid-training (a checkpoint, no members.csv) resumes instead of starting over.
+    (tmp_path / "a" / "model=logistic" / "members.csv").unlink()
+    calls = []
+    monkeypatch.setattr(sweep_mod, "fit_ensemble", lambda *a, **k: calls.append(k["resume"]) or fit_ensemble(*a, **k))
+    assert run_sweep(base, grid, tmp_path / "a", progress=False).rows == first.rows and calls == [True]
     monkeypatch.undo()
     # A changed config or a changed member list is not "finished": those cells train again.
     done = tmp_path / "a" / "model=mlp" / "members.csv"
