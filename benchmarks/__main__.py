@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=SUITES, default=list(SUITES), help="which suites to run")
     p.add_argument("--frameworks", default="cnnjax,flax,torch", help="comma-separated: cnnjax, flax, torch")
     p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--models", default=None,
+                   help="comma-separated zoo names: time only these model workloads (default: all)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="small shapes and few workloads (a smoke test)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where the tables go")
@@ -75,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     sections, results = [], {"machine": info, "date": time.strftime("%Y-%m-%d")}
     if "models" in args.only:
         rows = []
-        for w in workloads.workloads(backend, args.quick)[: 2 if args.quick else None]:
+        chosen = workloads.workloads(backend, args.quick)[: 2 if args.quick else None]
+        if args.models:
+            names = args.models.split(",")
+            unknown = sorted(set(names) - {w.model for w in workloads.workloads(backend)})
+            if unknown:
+                p.error(f"--models: no workload for {', '.join(unknown)}; choose from: "
+                        + ", ".join(dict.fromkeys(w.model for w in workloads.workloads(backend))))
+            chosen = [w for w in workloads.workloads(backend) if w.model in names]
+        for w in chosen:
             rows += workloads.time_workload(w, frameworks, compute_dtype=args.compute_dtype, repeats=args.repeats,
                                             torch_device="cuda" if backend == "gpu" else "cpu")
             print(f"  {w.name}: " + ", ".join(f"{r['framework']} {_fmt_rate(r['median_s'])}/s" for r in rows[-len(frameworks):]

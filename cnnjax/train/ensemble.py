@@ -107,6 +107,8 @@ def fit_ensemble(
     if jax.process_count() > 1:
         raise TrainingError("fit_ensemble runs in one process (its members share the local devices); "
                             f"this is a {jax.process_count()}-process run")
+    if resume and not cfg.run_dir:
+        raise TrainingError("fit_ensemble(resume=True) needs cfg.run_dir: the folder of the ensemble to continue")
     grid = member_grid(cfg, seeds, lr, weight_decay)
     if not grid:
         raise TrainingError("fit_ensemble: no members (empty seeds or sweep)")

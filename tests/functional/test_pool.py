@@ -150,3 +150,47 @@ def test_max_unpool_restores_odd_sizes(rng):
     up = max_unpool(y, idx, (9, 5))
     assert up.shape == (9, 5, 2)
     assert int((np.asarray(up) != 0).sum()) == y.size
+
+
+TILED = [  # (shape, window): non-overlapping windows, so max_pool reshapes instead of using reduce_window on CPU
+    ((3, 12, 4), (2,)),
+    ((2, 8, 10, 5), (2, 2)),
+    ((2, 9, 11, 3), (2, 3)),  # sizes not multiples of the window: the remainder is dropped, as VALID does
+    ((2, 4, 6, 6, 2), (2, 3, 2)),
+    ((2, 3, 6, 6, 4), (3, 3)),  # two batch dims
+]
+
+
+def _reduce_window_max(x, window):
+    from cnnjax.functional.pool import _reduce
+
+    n = len(window)
+    return _reduce(x, np.array(-np.inf, x.dtype), jax.lax.max, n, window, window, [(0, 0)] * n, (1,) * n)
+
+
+@pytest.mark.parametrize("shape, window", TILED)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype):
+    from cnnjax.functional.pool import _tiles
+
+    assert _tiles(window, window, [(0, 0)] * len(window), (1,) * len(window))  # the fast path is what runs here
+    # ReLU'd and rounded: many windows hold several equal maxima, where the gradient must pick the same one
+    x = jnp.asarray(np.maximum(np.round(rng.normal(size=shape), 1), 0), dtype)
+    f_fast, f_ref = (lambda x: max_pool(x, window)), (lambda x: _reduce_window_max(x, window))
+    y = f_fast(x)
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
+    g = jnp.asarray(rng.normal(size=y.shape), dtype)
+    grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
+    tangent = jnp.asarray(rng.normal(size=shape), dtype)
+    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+
+
+def test_tiled_max_pool_gradient_goes_to_the_first_maximum():
+    x = jnp.zeros((1, 2, 2, 1)).at[0, 1, 0, 0].set(1.0).at[0, 1, 1, 0].set(1.0)  # two maxima in one window
+    g = jax.grad(lambda x: max_pool(x, (2, 2)).sum())(x)
+    np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], [[0, 0], [1, 0]])
+    g0 = jax.grad(lambda x: max_pool(x, (2, 2)).sum())(jnp.zeros((1, 2, 2, 1)))  # all tied: the top-left one
+    np.testing.assert_array_equal(np.asarray(g0)[0, :, :, 0], [[1, 0], [0, 0]])
