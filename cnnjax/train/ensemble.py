@@ -70,6 +70,11 @@ def member_grid(cfg: TrainConfig, seeds: Sequence[int], lr: Sequence[float] | No
     return list(itertools.product(list(seeds), lrs, wds))
 
 
+def member_records(grid: Sequence[tuple[int, float, float]]) -> list[dict[str, Any]]:
+    """The members as ``members.json`` stores them, which a resume (or a sweep's resume check) compares."""
+    return [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]
+
+
 def fit_ensemble(
     cfg: TrainConfig,
     seeds: Sequence[int],
@@ -155,7 +160,7 @@ def fit_ensemble(
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    members = [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in grid]
+    members = member_records(grid)
     if not resume:
         checkpoint.clear(run_dir)
     mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)

@@ -23,8 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
-from cnnjax.train.ensemble import fit_ensemble, member_grid
+from cnnjax.train.ensemble import fit_ensemble, member_grid, member_records
 
 VMAPPED_KEYS = ("seed", "lr", "weight_decay")
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -137,10 +138,10 @@ def run_cell(base: TrainConfig, cell: dict[str, Any], vmapped: dict[str, list[An
     """
     cfg = dataclasses.replace(cell_config(base, cell), run_dir=str(cell_dir))
     seeds, lrs, wds = vmapped.get("seed", [cfg.seed]), vmapped.get("lr"), vmapped.get("weight_decay")
-    members = [{"seed": s, "lr": a, "weight_decay": w} for s, a, w in member_grid(cfg, seeds, lrs, wds)]
+    members = member_records(member_grid(cfg, seeds, lrs, wds))
     same = _same_run(cell_dir, cfg, members)
     if not (same and (cell_dir / "members.csv").exists()):
-        started = same and any(p.name.isdigit() for p in (cell_dir / "checkpoints").glob("*"))
+        started = same and checkpoint.has_checkpoint(cell_dir)
         fit_ensemble(cfg, seeds, lr=lrs, weight_decay=wds, progress=progress, resume=started)
         (cell_dir / "cell.json").write_text(json.dumps(cell))
     return [{**cell, **row} for row in _read_rows(cell_dir / "members.csv")]
