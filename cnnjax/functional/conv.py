@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -91,14 +92,16 @@ def conv(
       groups: grouped conv; ``groups == C_in`` (with ``w`` of shape ``(*k, 1, C_out)``) is depthwise.
       precision: passed to ``lax.conv_general_dilated``.
       strategy: "auto" (by shape and backend; see :mod:`cnnjax.functional.conv_strategies`),
-        "lax" (XLA's convolution) or "im2col" (patches @ kernel; groups=1, input_dilation=1).
+        "lax" (XLA's convolution), "im2col" (patches @ kernel; groups=1, input_dilation=1) or
+        "taps" (depthwise only: a sum of shifted views times per-channel weights).
         All give the same result to float rounding.
 
     Returns:
       ``(*batch, *out_spatial, C_out)`` with, per spatial dim,
       ``o = floor((i' + lo + hi - d(k-1) - 1) / s) + 1`` where ``i' = (i-1)*input_dilation + 1``.
-      Half-precision inputs accumulate in float32 inside XLA's convolution (on CPU, GPU and TPU)
-      and return their own dtype, so no float32 copy of the output is ever written.
+      Half-precision inputs accumulate in float32 (inside XLA's convolution, or inside the one
+      fused pass of "taps") and return their own dtype, so no float32 copy of the output is
+      ever written.
 
     Example:
       >>> x = jnp.ones((8, 28, 28, 3))
@@ -171,6 +174,8 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
     if strategy == "im2col":
         y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
         return _finish(y, b, dtype, batch)
+    if strategy == "taps":
+        return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
     y = lax.conv_general_dilated(
         x,
         w.astype(dtype),
@@ -256,6 +261,9 @@ def conv_transpose(
         raise ValueError(f"{fn}: padding={pad} leaves an empty output {size} for input {tuple(x.shape)}")
 
     dtype = jnp.result_type(x, w)
+    if _tiles_output(kernel, strides, pad, out_pad, dil, groups):
+        x, batch = flatten_batch(x.astype(dtype), n)
+        return _finish(_tiled_conv_transpose(x, w.astype(dtype), precision), b, dtype, batch)
     # (*k, C_in, C_out/g) -> the forward-conv kernel (*k, C_in/g, C_out), flipped.
     g = groups
     wf = w.reshape(kernel + (g, c_in // g, w.shape[-1]))
@@ -275,6 +283,29 @@ def conv_transpose(
         precision=precision,
     )
     return _finish(y, b, dtype, batch)
+
+
+def _tiles_output(kernel, strides, pad, out_pad, dil, groups) -> bool:
+    """kernel == stride, nothing cropped or added, on CPU: each input element writes its own tile.
+
+    XLA:CPU runs the general form (an input-dilated convolution) 18x slower forward plus backward
+    than one matrix product and a reshape (``benchmarks/results/``); the U-Net's 2x2 stride-2
+    up-convolutions are this case.
+    """
+    return (tuple(kernel) == tuple(strides) and not any(pad) and not any(out_pad) and all(d == 1 for d in dil)
+            and groups == 1 and jax.default_backend() == "cpu")
+
+
+def _tiled_conv_transpose(x, w, precision):
+    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` with stride ``k`` -> ``(N, *spatial * k, C_out)``:
+    ``y[n, s*i + a] = x[n, i] @ w[a]``, one matrix product then the tiles interleaved."""
+    n = w.ndim - 2
+    kernel, spatial, c_out = w.shape[:n], x.shape[1:-1], w.shape[-1]
+    # a 2-D product: XLA:CPU ran the batched (N, *spatial, C) form 2.5x slower backward
+    tiles = jnp.matmul(x.reshape(-1, x.shape[-1]), jnp.moveaxis(w, n, 0).reshape(w.shape[n], -1), precision=precision)
+    tiles = tiles.reshape(x.shape[0], *spatial, *kernel, c_out)
+    order = [0, *(a for i in range(n) for a in (1 + i, 1 + n + i)), 2 * n + 1]  # (N, i1, a1, i2, a2, ..., C)
+    return tiles.transpose(order).reshape(x.shape[0], *(i * k for i, k in zip(spatial, kernel)), c_out)
 
 
 def conv_output_size(

@@ -107,3 +107,56 @@ def test_bad_strategies_are_clear_errors():
     with pytest.raises(ValueError, match="conv_strategy: unknown strategy 'winograd'"):
         with conv_strategy("winograd"):
             pass
+
+
+# depthwise (groups == C_in): 1-D/2-D/3-D, channel multiplier, stride, dilation, padding modes
+DEPTHWISE = [
+    ((2, 11, 3), (3, 1, 3), {}),
+    ((2, 9, 8, 4), (3, 3, 1, 8), {"padding": "SAME"}),  # multiplier 2
+    ((2, 10, 9, 3), (3, 2, 1, 3), {"stride": (2, 1), "dilation": (1, 2), "padding": ((1, 0), (2, 1))}),
+    ((1, 8, 7, 2), (3, 3, 1, 2), {"padding": 1, "padding_mode": "reflect"}),
+    ((3, 2, 6, 5, 4, 2), (2, 3, 2, 1, 2), {"stride": (1, 2, 1), "padding": "SAME", "padding_mode": "circular"}),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", DEPTHWISE)
+def test_taps_equals_lax_for_depthwise_convs(xs, ws, kw):
+    x, w, b = _arrays(xs, ws)
+    groups = xs[-1]
+    outs, grads = [], []
+    for strategy in ("lax", "taps"):
+        f = lambda x, w, b, s=strategy: conv(x, w, b, groups=groups, strategy=s, **kw)
+        y = f(x, w, b)
+        ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
+        outs.append(y)
+        grads.append(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2))(x, w, b))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for g_taps, g_lax in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(g_taps, g_lax, rtol=1e-4, atol=1e-4)
+
+
+def test_taps_jit_vmap_bfloat16_and_finite_differences():
+    from jax.test_util import check_grads
+
+    x, w, _ = _arrays((4, 3, 9, 9, 2), (3, 3, 1, 2))
+    f = lambda x: conv(x, w, groups=2, strategy="taps", padding="SAME")
+    np.testing.assert_allclose(jax.jit(f)(x), f(x), rtol=1e-6, atol=1e-6)  # fused multiply-adds round differently
+    np.testing.assert_allclose(jax.vmap(f)(x), f(x), rtol=1e-6, atol=1e-6)
+    lo = conv(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), groups=2, strategy="taps")
+    assert lo.dtype == jnp.bfloat16
+    np.testing.assert_allclose(lo.astype(jnp.float32), conv(x, w, groups=2, strategy="lax"), rtol=5e-2, atol=5e-2)
+    with jax.enable_x64():
+        x, w, _ = _arrays((2, 6, 5, 3), (3, 3, 1, 3), np.float64)
+        check_grads(lambda x, w: conv(x, w, groups=3, stride=2, strategy="taps"), (x, w), order=1,
+                    modes=("rev", "fwd"), eps=1e-4)
+
+
+def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
+    x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
+    with pytest.raises(ValueError, match="strategy='taps' is for depthwise convs.*groups=2"):
+        conv(x, w, groups=2, strategy="taps")
+    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), False, True) == "taps"
+    assert conv_strategies._auto("gpu", 4, (3, 3), (1, 1), False, True) == "lax"
+    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), "conv") == (
+        "taps" if jax.default_backend() == "cpu" else "lax")
+    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (2, 2), "conv") == "lax"  # input-dilated

@@ -104,3 +104,31 @@ def test_conv_transpose_is_the_vjp_of_conv(geom, groups, seed):
     wt = jnp.moveaxis(wt, n, -1).reshape(w.shape[:n] + (cout, cin // groups))
     y = conv_transpose(ct, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
     np.testing.assert_allclose(y, vjp(ct)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs, ws", [
+    ((2, 5, 4, 3), (2, 2, 3, 5)),  # the U-Net's 2x2 stride-2 up-convolution
+    ((3, 7, 2), (3, 2, 4)),  # 1-D, stride 3
+    ((1, 2, 3, 2, 2), (2, 1, 3, 2, 3)),  # 3-D, a different stride per dim
+])
+def test_tiled_path_equals_the_general_form(monkeypatch, xs, ws):
+    """kernel == stride on CPU takes one matrix product and a reshape; values and gradients must equal
+    the input-dilated convolution it replaces."""
+    import importlib
+
+    conv_module = importlib.import_module("cnnjax.functional.conv")  # the attribute `conv` is the function
+
+    rng = np.random.default_rng(0)
+    x, w, b = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in (xs, ws, ws[-1:]))
+    stride = ws[:-2]
+    assert conv_module._tiles_output(stride, stride, (0,) * len(stride), (0,) * len(stride), (1,) * len(stride), 1) == (
+        jax.default_backend() == "cpu")
+    f = lambda x, w, b: conv_transpose(x, w, b, stride=stride)
+    ct = jnp.asarray(rng.normal(size=f(x, w, b).shape), jnp.float32)
+    loss = lambda *a: jnp.sum(f(*a) * ct)
+    fast, fast_grads = f(x, w, b), jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
+    monkeypatch.setattr(conv_module, "_tiles_output", lambda *a: False)
+    np.testing.assert_allclose(fast, f(x, w, b), rtol=1e-5, atol=1e-5)
+    for g_fast, g_general in zip(fast_grads, jax.grad(loss, argnums=(0, 1, 2))(x, w, b)):
+        np.testing.assert_allclose(g_fast, g_general, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(jax.jit(f)(x, w, b), fast, rtol=1e-6)
