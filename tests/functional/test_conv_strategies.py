@@ -25,19 +25,24 @@ def _arrays(xs, ws, dtype=np.float32, seed=0):
     return jnp.asarray(rng.normal(size=xs), dtype), jnp.asarray(rng.normal(size=ws), dtype), jnp.asarray(rng.normal(size=ws[-1]), dtype)
 
 
-@pytest.mark.parametrize("xs, ws, kw", CASES)
-def test_im2col_equals_lax_forward_and_gradients(xs, ws, kw):
+def _assert_same_as_lax(strategy, xs, ws, kw, groups=1):
+    """``strategy`` gives lax's output and gradients for x, w and b."""
     x, w, b = _arrays(xs, ws)
     outs, grads = [], []
-    for strategy in ("lax", "im2col"):
-        f = lambda x, w, b, s=strategy: conv(x, w, b, strategy=s, **kw)
+    for s in ("lax", strategy):
+        f = lambda x, w, b, s=s: conv(x, w, b, groups=groups, strategy=s, **kw)
         y = f(x, w, b)
         ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
         outs.append(y)
         grads.append(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2))(x, w, b))
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-    for g_im2col, g_lax in zip(grads[1], grads[0]):
-        np.testing.assert_allclose(g_im2col, g_lax, rtol=1e-4, atol=1e-4)
+    for g_other, g_lax in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(g_other, g_lax, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs, ws, kw", CASES)
+def test_im2col_equals_lax_forward_and_gradients(xs, ws, kw):
+    _assert_same_as_lax("im2col", xs, ws, kw)
 
 
 @pytest.mark.parametrize("xs, ws, kw", CASES[:4])
@@ -121,18 +126,7 @@ DEPTHWISE = [
 
 @pytest.mark.parametrize("xs, ws, kw", DEPTHWISE)
 def test_taps_equals_lax_for_depthwise_convs(xs, ws, kw):
-    x, w, b = _arrays(xs, ws)
-    groups = xs[-1]
-    outs, grads = [], []
-    for strategy in ("lax", "taps"):
-        f = lambda x, w, b, s=strategy: conv(x, w, b, groups=groups, strategy=s, **kw)
-        y = f(x, w, b)
-        ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
-        outs.append(y)
-        grads.append(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2))(x, w, b))
-    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-    for g_taps, g_lax in zip(grads[1], grads[0]):
-        np.testing.assert_allclose(g_taps, g_lax, rtol=1e-4, atol=1e-4)
+    _assert_same_as_lax("taps", xs, ws, kw, groups=xs[-1])
 
 
 def test_taps_jit_vmap_bfloat16_and_finite_differences():
