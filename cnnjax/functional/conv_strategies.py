@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from cnnjax.functional._args import accumulation_dtype
+from cnnjax.functional.unfold import shifted_views
 
 STRATEGIES = ("auto", "lax", "im2col", "taps")
 
@@ -101,27 +102,13 @@ def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[i
     return strategy
 
 
-def _views(x, kernel, strides, pads, dilation):
-    """The ``prod(kernel)`` shifted, strided views of the zero-padded ``x`` ``(N, *spatial, C)``, each
-    ``(N, *out, C)``, in kernel-offset order (row-major, as ``w.reshape(-1, ...)``)."""
-    n = len(strides)
-    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-    out = [(x.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // strides[i] + 1 for i in range(n)]
-    views = []
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        start = (0, *(o * d for o, d in zip(offset, dilation)), 0)
-        limit = (x.shape[0], *(s + st * (m - 1) + 1 for s, st, m in zip(start[1:], strides, out)), x.shape[-1])
-        views.append(lax.slice(x, start, limit, (1, *strides, 1)))
-    return views
-
-
 def im2col_conv(x, w, strides, pads, dilation, precision):
     """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` -> ``(N, *out, C_out)``: gather the ``prod(k)``
     shifted, strided views of the padded input side by side, then one matrix product.
 
     The feature order (kernel offset major, channel minor) matches ``w.reshape(-1, C_out)``.
     """
-    views = _views(x, w.shape[: len(strides)], strides, pads, dilation)
+    views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
     return jnp.matmul(patches, w.reshape(-1, w.shape[-1]), precision=precision)
 
@@ -137,9 +124,9 @@ def taps_conv(x, w, strides, pads, dilation):
     m = w.shape[-1] // x.shape[-1]
     if m > 1:
         x = jnp.repeat(x, m, axis=-1)
-    acc = jnp.promote_types(x.dtype, jnp.float32)
+    acc = accumulation_dtype(x.dtype)
     taps = w.reshape(-1, w.shape[-1]).astype(acc)
-    views = _views(x, w.shape[: len(strides)], strides, pads, dilation)
+    views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
     y = views[0].astype(acc) * taps[0]
     for view, tap in zip(views[1:], taps[1:]):
         y = y + view.astype(acc) * tap

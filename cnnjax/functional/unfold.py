@@ -13,6 +13,32 @@ from cnnjax.functional import _args
 from cnnjax.functional.padding import pad_spatial
 
 
+def shifted_views(
+    x: jnp.ndarray,
+    window: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    *,
+    padding_mode: str = "zeros",
+    pad_value: Any = 0,
+) -> list[jnp.ndarray]:
+    """The ``prod(window)`` shifted, strided views of the padded ``x`` ``(*batch, *spatial, C)``, each
+    ``(*batch, *out, C)``, in window-offset order (row-major, as a kernel ``(*k, ...)`` flattened)."""
+    n = len(window)
+    xp = pad_spatial(x, pads, padding_mode, pad_value)
+    nb = x.ndim - n - 1
+    padded = xp.shape[nb : nb + n]
+    out = [(i - d * (k - 1) - 1) // s + 1 for i, k, s, d in zip(padded, window, strides, dilation)]
+    views = []
+    for offset in itertools.product(*(range(k) for k in window)):
+        start = [0] * nb + [o * d for o, d in zip(offset, dilation)] + [0]
+        limit = list(xp.shape[:nb]) + [st + (o - 1) * s + 1 for st, o, s in zip(start[nb:], out, strides)]
+        limit.append(xp.shape[-1])
+        views.append(lax.slice(xp, start, limit, [1] * nb + list(strides) + [1]))
+    return views
+
+
 def patches(
     x: jnp.ndarray,
     window: Sequence[int],
@@ -24,18 +50,8 @@ def patches(
     pad_value: Any = 0,
 ) -> jnp.ndarray:
     """``(*batch, *spatial, C) -> (*batch, *out, prod(window), C)`` by strided slicing (exact, no arithmetic)."""
-    n = len(window)
-    xp = pad_spatial(x, pads, padding_mode, pad_value)
-    nb = x.ndim - n - 1
-    padded = xp.shape[nb : nb + n]
-    out = [(i - d * (k - 1) - 1) // s + 1 for i, k, s, d in zip(padded, window, strides, dilation)]
-    cols = []
-    for offset in itertools.product(*(range(k) for k in window)):
-        start = [0] * nb + [o * d for o, d in zip(offset, dilation)] + [0]
-        limit = list(xp.shape[:nb]) + [st + (o - 1) * s + 1 for st, o, s in zip(start[nb:], out, strides)]
-        limit.append(xp.shape[-1])
-        cols.append(lax.slice(xp, start, limit, [1] * nb + list(strides) + [1]))
-    return jnp.stack(cols, axis=-2)
+    views = shifted_views(x, window, strides, pads, dilation, padding_mode=padding_mode, pad_value=pad_value)
+    return jnp.stack(views, axis=-2)
 
 
 def unfold(
