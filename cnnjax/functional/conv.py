@@ -293,7 +293,7 @@ def _tiles_output(kernel, strides, pad, out_pad, dil, groups) -> bool:
     up-convolutions are this case.
     """
     return (tuple(kernel) == tuple(strides) and not any(pad) and not any(out_pad) and all(d == 1 for d in dil)
-            and groups == 1 and jax.default_backend() == "cpu")
+            and groups == 1 and jax.default_backend() == "cpu" and conv_strategies.overridden() != "lax")
 
 
 def _tiled_conv_transpose(x, w, precision):

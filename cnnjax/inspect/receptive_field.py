@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cnnjax.functional import conv_strategy
+
 GLOBAL = "global"
 
 
@@ -218,7 +220,9 @@ def _rule(eqn, ins: list) -> list:
 
 def _trace_fields(fn: Callable, input_shape: Sequence[int], spatial_axes: Sequence[int]) -> tuple[list, Any]:
     x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(x)
+    # XLA's convolutions, not the CPU's faster forms (im2col flattens the spatial axes into one)
+    with conv_strategy("lax"):
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(x)
     one = Fraction(1)
     start = {a: Dim(i, one, one, Fraction(0)) for i, a in enumerate(spatial_axes)}
     return _propagate(closed.jaxpr, [start]), out_shape

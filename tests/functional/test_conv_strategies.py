@@ -145,6 +145,21 @@ def test_taps_jit_vmap_bfloat16_and_finite_differences():
                     modes=("rev", "fwd"), eps=1e-4)
 
 
+@pytest.mark.parametrize("chunk_images", [1, 2, 5])
+def test_taps_kernel_gradient_over_batch_chunks_equals_lax(monkeypatch, chunk_images):
+    # the chunk is the largest divisor of N whose inputs fit TAPS_CHUNK_BYTES (here 1, 2 and 5 of 10 images)
+    xs, ws = (10, 6, 5, 4), (3, 3, 1, 8)
+    monkeypatch.setattr(conv_strategies, "TAPS_CHUNK_BYTES", chunk_images * 6 * 5 * 4 * 4)
+    _assert_same_as_lax("taps", xs, ws, {"padding": 1, "stride": (2, 1)}, groups=4)
+    x, w, _ = _arrays(xs, ws)
+    f = lambda s: lambda w: conv(x, w, groups=4, padding=1, strategy=s)
+    np.testing.assert_allclose(jax.jvp(f("taps"), (w,), (w,))[1], jax.jvp(f("lax"), (w,), (w,))[1], rtol=1e-5,
+                               atol=1e-5)
+    only_w = jax.grad(lambda w: jnp.sum(jnp.sin(f("taps")(w))))(w)  # the input's tangent is a symbolic zero
+    assert " scan[" in str(jax.make_jaxpr(jax.grad(lambda w: jnp.sum(f("taps")(w))))(w))  # chunked, not one pass
+    np.testing.assert_allclose(only_w, jax.grad(lambda w: jnp.sum(jnp.sin(f("lax")(w))))(w), rtol=1e-5, atol=1e-5)
+
+
 def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
     x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
     with pytest.raises(ValueError, match="strategy='taps' is for depthwise convs.*groups=2"):

@@ -56,6 +56,57 @@ def test_batch_norm_matches_torch_outputs_and_running_mean(torch, rng):
     np.testing.assert_allclose((new["var"] - 0.9) * m / (m - 1) + 0.9, bn.running_var.numpy(), rtol=1e-4)
 
 
+def _plain_batch_norm(x, scale, bias, momentum=0.9):
+    """Training-mode batch norm left to autodiff: the reference for the custom derivative rule."""
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    y = (x - mean) / jnp.sqrt(var + 1e-5)
+    y = y if scale is None else y * scale + bias
+    return y, {"mean": (1 - momentum) * mean, "var": momentum + (1 - momentum) * var}
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_derivatives_equal_autodiff_of_the_formula(rng, affine):
+    x = jnp.asarray(rng.normal(2.0, 3.0, size=(4, 5, 6, 3)), jnp.float32)
+    p = [jnp.asarray(rng.normal(size=3), jnp.float32) for _ in range(2)] if affine else [None, None]
+    cts = [jnp.asarray(rng.normal(size=sh), jnp.float32) for sh in (x.shape, (3,), (3,))]
+
+    def loss(f):
+        def scalar(x, *p):
+            y, new = f(x, *(p if affine else (None, None)))
+            return jnp.sum(y * cts[0]) + jnp.sum(new["mean"] * cts[1]) + jnp.sum(new["var"] * cts[2])
+        return scalar
+
+    ours = lambda x, s, b: batch_norm(x, s, b, init_batch_norm_stats(3), training=True)  # noqa: E731
+    args = (x, *p) if affine else (x,)
+    argnums = tuple(range(len(args)))
+    for got, want in zip(jax.grad(loss(ours), argnums)(*args), jax.grad(loss(_plain_batch_norm), argnums)(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    tangents = tuple(jnp.asarray(rng.normal(size=a.shape), jnp.float32) for a in args)
+    fwd = lambda f: jax.jvp(lambda *a: f(a[0], *(a[1:] if affine else (None, None))), args, tangents)[1]  # noqa: E731
+    for got, want in zip(jax.tree.leaves(fwd(ours)), jax.tree.leaves(fwd(_plain_batch_norm))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_gradients_match_torch_and_finite_differences(torch, rng):
+    from jax.test_util import check_grads
+
+    x = rng.normal(1.0, 2.0, size=(6, 5, 4, 3)).astype(np.float32)
+    scale, bias, ct = rng.normal(size=3), rng.normal(size=3), rng.normal(size=x.shape)
+    tx = torch.tensor(ref.channels_first(x), requires_grad=True)
+    ts, tb = (torch.tensor(v, dtype=torch.float32, requires_grad=True) for v in (scale, bias))
+    out = torch.nn.functional.batch_norm(tx, None, None, ts, tb, training=True)
+    out.backward(torch.tensor(ref.channels_first(ct), dtype=torch.float32))
+    f = lambda x, s, b: jnp.sum(batch_norm(x, s, b, init_batch_norm_stats(3), training=True)[0] * ct)  # noqa: E731
+    gx, gs, gb = jax.grad(f, (0, 1, 2))(x, scale.astype(np.float32), bias.astype(np.float32))
+    np.testing.assert_allclose(gx, ref.channels_last(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gs, ts.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-4, atol=1e-5)
+    with jax.enable_x64():
+        check_grads(lambda x, s, b: batch_norm(x, s, b, init_batch_norm_stats(3, jnp.float64), training=True)[0],
+                    (x[:2].astype(np.float64), scale, bias), order=2, modes=("rev", "fwd"), eps=1e-4)
+
+
 def test_batch_norm_under_vmap_with_axis_name_equals_full_batch(rng):
     x = rng.normal(size=(8, 5, 5, 3)).astype(np.float32)
     stats = init_batch_norm_stats(3)
@@ -65,6 +116,9 @@ def test_batch_norm_under_vmap_with_axis_name_equals_full_batch(rng):
     np.testing.assert_allclose(y, full_y, rtol=1e-5, atol=1e-5)
     for k in ("mean", "var"):
         np.testing.assert_allclose(new[k], np.broadcast_to(full_stats[k], (8, 3)), rtol=1e-5, atol=1e-6)
+    ct = rng.normal(size=x.shape).astype(np.float32)
+    g_full = jax.grad(lambda x: jnp.sum(batch_norm(x, None, None, stats, training=True)[0] * ct))(x)
+    np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(f(x)[0] * ct))(x), g_full, rtol=1e-4, atol=1e-5)
     # Without axis_name, each vmapped example would be normalised on its own: visibly different.
     alone, _ = jax.vmap(lambda xi: batch_norm(xi, None, None, stats, training=True))(x)
     assert not np.allclose(alone, full_y, atol=1e-2)

@@ -58,6 +58,21 @@ def test_residual_block_takes_the_union_of_its_branches():
     assert empirical_receptive_field(block, (1, 16, 16, 1)) == (5, 5)
 
 
+@pytest.mark.parametrize("c", [1, 2])
+def test_fields_do_not_depend_on_how_the_cpu_computes_convs(c):
+    # On CPU a 1-channel conv runs as im2col (which flattens (N, H, W) for its matrix product), a
+    # depthwise one as a sum of shifted views, and conv_transpose with kernel == stride as a matrix
+    # product whose tiles are interleaved by reshaping: the analysis must still see the convolutions.
+    w, up = jnp.ones((3, 3, 1, c)), jnp.ones((2, 2, c, c))
+
+    def f(x):
+        return F.conv_transpose(F.conv(x, w, stride=2, groups=c), up, stride=2)
+
+    row = receptive_field(f, (1, 16, 16, c))[0]
+    assert row.size == (4, 4) and row.jump == (1, 1) and row.start == (-1, -1)
+    assert receptive_field(lambda x: F.conv(x, w, stride=2, groups=c), (1, 16, 16, c))[0].size == (3, 3)
+
+
 def test_cifar_resnet_fields_by_hand():
     rows = {r.name: r for r in receptive_field(models.create("resnet20"), (1, 32, 32, 3))}
     assert rows["stem"].size == (3, 3)
