@@ -35,16 +35,28 @@ def _torch_conv(torch, tf, xs, ws, stride, pad, groups, dev):
     w = (0.1 * torch.randn(ws[-1], ws[-2], *ws[:-2], device=dev)).contiguous(memory_format=fmt).requires_grad_()
     conv = tf.conv2d if n == 2 else tf.conv1d
 
-    def run():
-        y = conv(x, w, stride=stride, padding=pad, groups=groups)
-        y.backward(torch.ones_like(y))
-        return y
+    return lambda: _torch_backward(torch, conv(x, w, stride=stride, padding=pad, groups=groups))
 
-    return run
+
+_TORCH_COTANGENTS: dict = {}
+
+
+def _torch_backward(torch, y):
+    """Backward with a fixed random output gradient, as the JAX side gets (a gradient of ones would let
+    XLA simplify products with it away)."""
+    key = (tuple(y.shape), y.device)
+    if key not in _TORCH_COTANGENTS:
+        fmt = torch.channels_last if y.ndim == 4 else torch.contiguous_format
+        _TORCH_COTANGENTS[key] = torch.randn(y.shape, device=y.device).contiguous(memory_format=fmt)
+    y.backward(_TORCH_COTANGENTS[key])
+    return y
 
 
 def _jax_fwd_bwd(f: Callable, *args) -> Callable:
-    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a)), argnums=tuple(range(len(args)))))
+    """Forward + backward of ``f`` against a fixed random output gradient."""
+    out = jax.eval_shape(f, *args)
+    ct = jnp.asarray(np.random.default_rng(1).normal(size=out.shape), out.dtype)
+    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=tuple(range(len(args)))))
     return lambda: g(*args)
 
 
@@ -75,7 +87,7 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
         tt = None
         if torch:
             tx_ = torch.randn(64, 64, 32, 32, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
-            tt = (lambda tx_=tx_, tname=tname: getattr(tf, tname)(tx_, 2).sum().backward())
+            tt = (lambda tx_=tx_, tname=tname: _torch_backward(torch, getattr(tf, tname)(tx_, 2)))
         cases.append((label, None, jx, tt))
     if not quick:
         x = jnp.asarray(rng.normal(size=(64, 32, 32, 64)), jnp.float32)
@@ -86,7 +98,7 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
             tx_ = torch.randn(64, 64, 32, 32, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
             ts, tb = torch.ones(64, device=dev, requires_grad=True), torch.zeros(64, device=dev, requires_grad=True)
             rm, rv = torch.zeros(64, device=dev), torch.ones(64, device=dev)
-            tt = lambda: tf.batch_norm(tx_, rm, rv, ts, tb, training=True).sum().backward()  # noqa: E731
+            tt = lambda: _torch_backward(torch, tf.batch_norm(tx_, rm, rv, ts, tb, training=True))  # noqa: E731
         cases.append(("batch norm (training), 64ch 32x32", None, jx, tt))
         x = jnp.asarray(rng.normal(size=(64, 16, 16, 64)), jnp.float32)
         w = jnp.asarray(0.1 * rng.normal(size=(2, 2, 64, 32)), jnp.float32)
@@ -95,7 +107,7 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
         if torch:
             tx_ = torch.randn(64, 64, 16, 16, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
             tw = (0.1 * torch.randn(64, 32, 2, 2, device=dev)).requires_grad_()
-            tt = lambda: tf.conv_transpose2d(tx_, tw, stride=2).sum().backward()  # noqa: E731
+            tt = lambda: _torch_backward(torch, tf.conv_transpose2d(tx_, tw, stride=2))  # noqa: E731
         cases.append(("conv_transpose 64->32 2x2 s2, 16x16", 3 * 2 * 64 * 32 * 32 * 64 * 32, jx, tt))
     for label, flops, jx, tt in cases:
         for fw, run, sync in (("cnnjax", jx, jax_sync), ("torch", tt, torch_sync)):

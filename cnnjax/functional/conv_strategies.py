@@ -176,9 +176,9 @@ def _taps_jvp(strides, pads, dilation, primals, tangents):
 def _batch_chunked(fn, x):
     """``fn(x)`` for ``fn`` acting image by image on ``(N, ...)``, computed over batch chunks in a ``lax.map``."""
     n = x.shape[0]
-    per_image = x[0].size * x.dtype.itemsize
+    per_image = math.prod(x.shape[1:]) * x.dtype.itemsize
     size = max([b for b in range(1, n + 1) if n % b == 0 and b * per_image <= TAPS_CHUNK_BYTES], default=1)
-    if size == n:
+    if size >= n:
         return fn(x)
     ys = jax.lax.map(jax.checkpoint(fn), x.reshape(n // size, size, *x.shape[1:]))
     return ys.reshape(n, *ys.shape[2:])
