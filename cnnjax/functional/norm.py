@@ -5,6 +5,7 @@ Statistics are computed in at least float32; outputs keep the input's dtype.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax.numpy as jnp
@@ -22,21 +23,16 @@ def _check_affine(param: Any, shape: tuple[int, ...], name: str, fn: str) -> Non
         raise ValueError(f"{fn}: {name} must have shape {shape}, got {name}.shape={tuple(jnp.shape(param))}")
 
 
-def _affine(y, scale, bias, shape):
-    if scale is not None:
-        y = y * jnp.reshape(scale, shape).astype(y.dtype)
-    if bias is not None:
-        y = y + jnp.reshape(bias, shape).astype(y.dtype)
-    return y
+def _params(sd, shape, *params):
+    """``scale`` and ``bias`` reshaped to broadcast against the input and cast to the statistics dtype (None stays)."""
+    return tuple(None if p is None else jnp.reshape(p, shape).astype(sd) for p in params)
 
 
 def _normalize(x, axes, eps, scale, bias, affine_shape):
     """``(x - mean) / sqrt(var + eps)`` over ``axes`` in float32+, then ``* scale + bias``."""
-    xf = x.astype(_stat_dtype(x.dtype))
-    mean = jnp.mean(xf, axis=axes, keepdims=True)
-    var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
-    y = (xf - mean) * lax.rsqrt(var + eps)
-    return _affine(y, scale, bias, affine_shape).astype(x.dtype)
+    sd = _stat_dtype(x.dtype)
+    scale, bias = _params(sd, affine_shape, scale, bias)
+    return _normalize_affine(x.astype(sd), scale, bias, eps, axes, None)[0].astype(x.dtype)
 
 
 def init_batch_norm_stats(num_features: int, dtype: Any = jnp.float32) -> dict[str, jnp.ndarray]:
@@ -98,24 +94,46 @@ def batch_norm(
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum}")
     sd = _stat_dtype(x.dtype)
+    scale, bias = _params(sd, (c,), scale, bias)
     if training:
-        axes = tuple(range(x.ndim - 1))
-        xf = x.astype(sd)
-        mean = jnp.mean(xf, axis=axes)
-        if axis_name is not None:
-            mean = lax.pmean(mean, axis_name)
-        var = jnp.mean(jnp.square(xf - mean), axis=axes)
-        if axis_name is not None:
-            var = lax.pmean(var, axis_name)
+        y, mean, var = _normalize_affine(x.astype(sd), scale, bias, eps, tuple(range(x.ndim - 1)), axis_name)
         new_stats = {
-            k: (momentum * stats[k] + (1 - momentum) * v).astype(stats[k].dtype)
+            k: (momentum * stats[k] + (1 - momentum) * v.reshape(c)).astype(stats[k].dtype)
             for k, v in (("mean", mean), ("var", var))
         }
+        return y.astype(x.dtype), new_stats
+    mean, var = stats["mean"].astype(sd), stats["var"].astype(sd)
+    return _scale_shift(x.astype(sd) - mean, lax.rsqrt(var + eps), scale, bias).astype(x.dtype), stats
+
+
+def _mean(v, axes, axis_name):
+    m = jnp.mean(v, axis=axes, keepdims=True)
+    return m if axis_name is None else lax.pmean(m, axis_name)
+
+
+def _normalize_affine(x, scale, bias, eps, axes, axis_name):
+    """``(y, mean, var)``: ``y = (x - mean) / sqrt(var + eps) * scale + bias`` with statistics over
+    ``axes`` (kept as size-1 dims, and averaged over ``axis_name`` when given). ``scale`` and ``bias``
+    broadcast against ``x`` or are None; every array is in the statistics dtype."""
+    mean = _mean(x, axes, axis_name)
+    xc = x - mean
+    var = _mean(jnp.square(xc), axes, axis_name)
+    return _scale_shift(xc, lax.rsqrt(var + eps), scale, bias), mean, var
+
+
+def _scale_shift(xc, r, scale, bias):
+    """``xc * r * scale + bias``, where ``r`` (and ``scale``) may be smaller than ``xc`` and broadcast."""
+    if scale is None:
+        y = xc * r
+    elif math.prod(jnp.broadcast_shapes(r.shape, jnp.shape(scale))) < xc.size:
+        # Folding scale into the smaller factor first leaves one full-size product, and its gradient
+        # one reduction of g*xc. With (xc*r)*scale, XLA:CPU materialised full-size intermediates
+        # around its reductions: batch norm forward+backward on a (64, 32, 32, 64) batch went
+        # 25 -> 5 ms on a 2-core CPU, instance norm 25 -> 8 ms.
+        y = xc * (r * scale)
     else:
-        mean, var = stats["mean"].astype(sd), stats["var"].astype(sd)
-        new_stats = stats
-    y = (x.astype(sd) - mean) * lax.rsqrt(var + eps)
-    return _affine(y, scale, bias, (c,)).astype(x.dtype), new_stats
+        y = xc * r * scale
+    return y if bias is None else y + bias
 
 
 def layer_norm(x, scale=None, bias=None, *, axis: int | Sequence[int] = -1, eps: float = 1e-5):
@@ -186,8 +204,7 @@ def group_norm(x, num_groups: int, scale=None, bias=None, *, spatial_dims: int, 
     _check_affine(bias, (c,), "bias", fn)
     xg = x.reshape(x.shape[:-1] + (num_groups, c // num_groups))
     axes = tuple(range(xg.ndim - n - 2, xg.ndim - 2)) + (xg.ndim - 1,)
-    y = _normalize(xg, axes, eps, None, None, None).reshape(x.shape)
-    return _affine(y.astype(_stat_dtype(x.dtype)), scale, bias, (c,)).astype(x.dtype)
+    return _normalize(xg, axes, eps, scale, bias, (num_groups, c // num_groups)).reshape(x.shape)
 
 
 def instance_norm(x, scale=None, bias=None, *, spatial_dims: int, eps: float = 1e-5):

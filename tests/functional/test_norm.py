@@ -57,7 +57,7 @@ def test_batch_norm_matches_torch_outputs_and_running_mean(torch, rng):
 
 
 def _plain_batch_norm(x, scale, bias, momentum=0.9):
-    """Training-mode batch norm left to autodiff: the reference for the custom derivative rule."""
+    """Training-mode batch norm as the textbook formula, left to autodiff: the reference for its derivatives."""
     mean = jnp.mean(x, axis=(0, 1, 2))
     var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
     y = (x - mean) / jnp.sqrt(var + 1e-5)
@@ -183,6 +183,42 @@ def test_group_and_instance_norm_match_torch(torch, rng):
     y = layer_norm(x.astype(np.float32), axis=(1, 2, 3))
     expected = F.layer_norm(xt.permute(0, 2, 3, 1), (5, 4, 6))
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _plain_norm(x, axes, scale, bias):
+    """Standardisation as the textbook formula, left to autodiff: the reference for the derivatives."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    y = (x - mean) / jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True) + 1e-5)
+    return y * scale + bias
+
+
+_PER_EXAMPLE = {  # name: (cnnjax call, its reference on (2, 5, 4, 6) inputs with (6,)-shaped or (5, 4, 6)-shaped affine)
+    "layer_norm": (lambda x, s, b: layer_norm(x, s, b), lambda x, s, b: _plain_norm(x, (3,), s, b), (6,)),
+    "layer_norm_chw": (lambda x, s, b: layer_norm(x, s, b, axis=(1, 2, 3)),
+                       lambda x, s, b: _plain_norm(x, (1, 2, 3), s, b), (5, 4, 6)),
+    "group_norm": (lambda x, s, b: group_norm(x, 3, s, b, spatial_dims=2),
+                   lambda x, s, b: _plain_norm(x.reshape(2, 5, 4, 3, 2), (1, 2, 4), s.reshape(3, 2),
+                                               b.reshape(3, 2)).reshape(x.shape), (6,)),
+    "instance_norm": (lambda x, s, b: instance_norm(x, s, b, spatial_dims=2),
+                      lambda x, s, b: _plain_norm(x, (1, 2), s, b), (6,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PER_EXAMPLE))
+def test_per_example_norm_derivatives_equal_the_formulas(rng, name):
+    from jax.test_util import check_grads
+
+    ours, plain, pshape = _PER_EXAMPLE[name]
+    args = tuple(jnp.asarray(rng.normal(1.0, 2.0, size=sh), jnp.float32) for sh in ((2, 5, 4, 6), pshape, pshape))
+    ct = jnp.asarray(rng.normal(size=(2, 5, 4, 6)), jnp.float32)
+    for f in (ours, lambda x, s, b: ours(x, s, None) + b, lambda x, s, b: ours(x, None, None) * s + b):
+        loss = lambda g: lambda *a: jnp.sum(g(*a) * ct)  # noqa: E731
+        for got, want in zip(jax.grad(loss(f), (0, 1, 2))(*args), jax.grad(loss(plain), (0, 1, 2))(*args)):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    tangents = tuple(jnp.asarray(rng.normal(size=a.shape), jnp.float32) for a in args)
+    np.testing.assert_allclose(jax.jvp(ours, args, tangents)[1], jax.jvp(plain, args, tangents)[1], rtol=1e-4, atol=1e-4)
+    with jax.enable_x64():
+        check_grads(ours, tuple(np.asarray(a, np.float64) for a in args), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
 def test_group_norm_extremes_are_layer_and_instance_norm(rng):

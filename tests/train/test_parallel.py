@@ -10,33 +10,52 @@ import textwrap
 def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
     code = textwrap.dedent(  # raw: the regex below keeps its backslashes
         r"""
-        import jax, numpy as np
+        import re
+        import jax, jax.numpy as jnp, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
-        from cnnjax.train import TrainConfig, fit
-        from cnnjax.train.loop import data_mesh
+        from cnnjax import models
+        from cnnjax.train import TrainConfig, fit, tasks
+        from cnnjax.train.loop import data_mesh, make_batches
+        from cnnjax.train.optim import make_optimizer
+        from cnnjax.train.step import init_state, make_train_step
         assert jax.local_device_count() == 4, jax.devices()
-        common = dict(model="resnet20", dataset="digits", batch_size=64, steps=3, optimizer="momentum", lr=0.05,
+        mesh = data_mesh(4)
+        replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+        def rel_diff(a, b):
+            return max(float(np.abs(np.asarray(u) - np.asarray(v)).max() / np.abs(np.asarray(u)).max())
+                       for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+        common = dict(model="resnet20", dataset="digits", batch_size=64, steps=1, optimizer="momentum", lr=0.05,
                       model_options={}, checkpoint_every=1000)
         one = fit(TrainConfig(**common, num_devices=1, run_dir=r"TMP/one"), progress=False)
         four = fit(TrainConfig(**common, num_devices=4, run_dir=r"TMP/four"), progress=False)
-        # Few steps: the sharded reductions reorder float sums (~1e-6), which early training would amplify.
-        for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
-            a, b = np.asarray(a), np.asarray(b)
-            assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), (np.abs(a - b).max(), np.abs(a).max())
+        assert rel_diff(one.params, four.params) <= 1e-5, rel_diff(one.params, four.params)  # sums reordered: ~1e-6
         assert len(jax.tree.leaves(four.params)[0].sharding.device_set) == 4  # parameters replicated on all 4
+
+        # Later steps start from a common state. Training ResNet-20 on 8x8 digits is chaotic: nudging the
+        # parameters by 1e-6 relative moves the BN biases by 1e-2 relative after one step, so two
+        # trajectories that differ only in summation order need not stay close.
+        cfg = TrainConfig(**dict(common, steps=3))
+        batches, model = make_batches(cfg, replicated, by_batch)
+        tx = make_optimizer(cfg, 3)
+        tdef, _, state = init_state(model, tx, cfg.seed)
+        objective = tasks.objective(cfg, model)
+        step1 = jax.jit(make_train_step(tdef, tx, 64, objective=objective, jit=False))
+        step4 = jax.jit(make_train_step(tdef, tx, 64, objective=objective, batch_sharding=by_batch, jit=False))
+        state = jax.device_put(state, replicated)
+        for args in batches.epoch(0, 0, 3):
+            a, b = step1(state, *args), step4(state, *args)
+            assert rel_diff(a["params"], b["params"]) <= 1e-5, rel_diff(a["params"], b["params"])
+            state = a
+
         # the step's batch is split 4 ways: look at the compiled program's sharding of the gathered batch
-        from cnnjax.train.step import make_train_step, init_state
-        from cnnjax.train.optim import make_optimizer
-        from cnnjax import models
-        import jax.numpy as jnp
-        mesh = data_mesh(4)
         cfg = TrainConfig(model="simple_cnn")
         tx = make_optimizer(cfg, 30)
         tdef, _, state = init_state(models.create("simple_cnn", in_channels=1, num_classes=10), tx, 0)
-        step = make_train_step(tdef, tx, 64, batch_sharding=NamedSharding(mesh, P("data")))
+        step = make_train_step(tdef, tx, 64, batch_sharding=by_batch)
         x, y = jnp.zeros((256, 28, 28, 1)), jnp.zeros((256,), jnp.int32)
         hlo = step.lower(state, x, y, jnp.arange(256), 0).as_text()  # the sharding constraint, before partitioning
-        import re
         assert 'sdy.mesh @mesh = <["data"=4]>' in hlo, "no 4-device mesh in the step"
         assert re.search(r'sharding_constraint %\d+ <@mesh, \[\{"data"\}, \{\}, \{\}, \{\}\]> : tensor<64x28x28x1', hlo), "batch not sharded"
         print("OK")
