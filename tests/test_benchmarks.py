@@ -25,3 +25,10 @@ def test_quick_ensemble_benchmark_writes_markdown_and_json(tmp_path):
     assert "8 seeds vmapped in one program" in text and "vmapped throughput =" in text
     rows = json.loads((tmp_path / "t.json").read_text())["ensemble"]
     assert len(rows) == 2 and all(r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"] for r in rows)
+
+
+def test_quick_conv_strategy_benchmark_times_each_dense_strategy(tmp_path):
+    assert main(["--quick", "--only", "conv_strategies", "--repeats", "1", "--out", str(tmp_path), "--tag", "t"]) == 0
+    rows = json.loads((tmp_path / "t.json").read_text())["conv_strategies"]
+    assert {r["framework"] for r in rows} == {"cnnjax, lax", "cnnjax, im2col", "cnnjax, auto"}
+    assert len(rows) == 9 and all(r["median_s"] > 0 for r in rows)
