@@ -52,11 +52,16 @@ def _torch_backward(torch, y):
     return y
 
 
-def _jax_fwd_bwd(f: Callable, *args) -> Callable:
-    """Forward + backward of ``f`` against a fixed random output gradient."""
+def _jax_fwd_bwd(f: Callable, *args, argnums: tuple[int, ...] | None = None) -> Callable:
+    """Forward + backward of ``f`` against a fixed random output gradient, for ``args[argnums]`` (default: all).
+
+    Every array is an argument of the jitted function: a captured one would be a constant,
+    which XLA may fold, with the whole gradient when it does not depend on the rest."""
     out = jax.eval_shape(f, *args)
     ct = jnp.asarray(np.random.default_rng(1).normal(size=out.shape), out.dtype)
-    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=tuple(range(len(args)))))
+    argnums = tuple(range(len(args))) if argnums is None else argnums
+    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a[:-1]) * a[-1]), argnums=argnums))
+    args = (*args, ct)
     return lambda: g(*args)
 
 
