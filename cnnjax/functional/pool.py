@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax.functional import _args
-from cnnjax.functional.unfold import patches
+from cnnjax.functional.unfold import patches, shifted_views
 
 
 def _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims):
@@ -84,6 +84,8 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
         out = [i // kk for i, kk in zip(x.shape[-n - 1 : -1], k)]
         crop = (Ellipsis, *(slice(0, o * kk) for o, kk in zip(out, k)), slice(None))  # VALID drops the remainder
         return _tiled_max(x[crop], n, tuple(k))
+    if jax.default_backend() == "cpu":
+        return _overlapping_max(x, n, tuple(k), tuple(s), tuple(map(tuple, pads)), tuple(d))
     return _window_max(x, n, k, s, pads, d)
 
 
@@ -131,6 +133,30 @@ def _tiled_max_jvp(n, k, primals, tangents):
     order = list(range(nb)) + [a for i in range(n) for a in (nb + i, nb + n + 1 + i)] + [nb + n]
     mask = mask.transpose(order)
     return y, jnp.where(mask, _split_windows(dx, n, k)[0], 0).sum(axis=axes)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _overlapping_max(x, n, k, s, pads, d):
+    """``reduce_window``'s max with a derivative rule for any windows on CPU (:func:`_tiled_max` is faster
+    for non-overlapping ones)."""
+    return _window_max(x, n, k, s, pads, d)
+
+
+@_overlapping_max.defjvp
+def _overlapping_max_jvp(n, k, s, pads, d, primals, tangents):
+    # The first maximum of each window in row-major order takes the tangent, as in select_and_scatter.
+    # Views taken from stride phases transpose to one full-size array per phase: 3x3 pooling
+    # forward+backward (ReLU'd input) went 113 -> 88 ms at stride 2 on (8, 112, 112, 64) and
+    # 164 -> 43 ms at stride 1 on (64, 32, 32, 64) on a 2-core CPU.
+    (x,), (dx,) = primals, tangents
+    y = _overlapping_max(x, n, k, s, pads, d)
+    geometry = (k, s, pads, d)
+    xs = shifted_views(x, *geometry, pad_value=_lowest(x.dtype), by_phase=True)
+    seen, dy = jnp.zeros(y.shape, bool), jnp.zeros(y.shape, dx.dtype)
+    for xv, dv in zip(xs, shifted_views(dx, *geometry, by_phase=True)):
+        first = (xv == y) & ~seen
+        seen, dy = seen | first, jnp.where(first, dv, dy)
+    return y, dy
 
 
 def _split_windows(x, n, k):

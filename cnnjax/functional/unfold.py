@@ -22,20 +22,34 @@ def shifted_views(
     *,
     padding_mode: str = "zeros",
     pad_value: Any = 0,
+    by_phase: bool = False,
 ) -> list[jnp.ndarray]:
     """The ``prod(window)`` shifted, strided views of the padded ``x`` ``(*batch, *spatial, C)``, each
-    ``(*batch, *out, C)``, in window-offset order (row-major, as a kernel ``(*k, ...)`` flattened)."""
+    ``(*batch, *out, C)``, in window-offset order (row-major, as a kernel ``(*k, ...)`` flattened).
+
+    ``by_phase`` takes each view as a plain slice of one stride phase ``xp[p::s]`` instead of a strided
+    slice of ``xp``: the same values, but the transpose (the gradient) builds one full-size array per
+    phase rather than one per view. That paid in max pooling's derivative and not in im2col's."""
     n = len(window)
     xp = pad_spatial(x, pads, padding_mode, pad_value)
     nb = x.ndim - n - 1
     padded = xp.shape[nb : nb + n]
     out = [(i - d * (k - 1) - 1) // s + 1 for i, k, s, d in zip(padded, window, strides, dilation)]
+    phases = {}  # by_phase: xp[p::s] for each phase p < s, sliced once
     views = []
     for offset in itertools.product(*(range(k) for k in window)):
-        start = [0] * nb + [o * d for o, d in zip(offset, dilation)] + [0]
-        limit = list(xp.shape[:nb]) + [st + (o - 1) * s + 1 for st, o, s in zip(start[nb:], out, strides)]
-        limit.append(xp.shape[-1])
-        views.append(lax.slice(xp, start, limit, [1] * nb + list(strides) + [1]))
+        start = [o * d for o, d in zip(offset, dilation)]
+        if by_phase:
+            phase = tuple(st % s for st, s in zip(start, strides))
+            if phase not in phases:
+                phases[phase] = lax.slice(xp, [0] * nb + list(phase) + [0], xp.shape, [1] * nb + list(strides) + [1])
+            lo = [0] * nb + [st // s for st, s in zip(start, strides)] + [0]
+            hi = [*xp.shape[:nb], *(a + o for a, o in zip(lo[nb:], out)), xp.shape[-1]]
+            views.append(lax.slice(phases[phase], lo, hi))
+        else:
+            limit = list(xp.shape[:nb]) + [st + (o - 1) * s + 1 for st, o, s in zip(start, out, strides)]
+            limit.append(xp.shape[-1])
+            views.append(lax.slice(xp, [0] * nb + start + [0], limit, [1] * nb + list(strides) + [1]))
     return views
 
 

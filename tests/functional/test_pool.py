@@ -188,6 +188,43 @@ def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype
     np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
 
 
+OVERLAPPING = [  # (shape, window, stride, padding, dilation, ceil_mode): select_and_scatter's rule replaced on CPU
+    ((2, 13, 11, 4), (3, 3), (2, 2), 1, 1, False),  # the ResNet stem's pool
+    ((2, 9, 9, 3), (3, 3), (1, 1), 1, 1, False),  # Inception's pool branch
+    ((2, 10, 3), (3,), (2,), 0, 1, True),
+    ((2, 12, 12, 2), (3, 2), (2, 3), ((1, 1), (0, 1)), (2, 1), False),  # dilated: differentiable only here
+    ((2, 6, 7, 5, 2), (2, 2, 3), (1, 2, 2), 0, 1, False),
+]
+
+
+@pytest.mark.parametrize("shape, window, stride, padding, dilation, ceil_mode", OVERLAPPING)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_overlapping_max_pool_derivatives_equal_reduce_window_with_ties(rng, shape, window, stride, padding,
+                                                                         dilation, ceil_mode, dtype):
+    from cnnjax.functional import pool
+
+    x = jnp.asarray(np.maximum(np.round(rng.normal(size=shape), 1), 0), dtype)  # ties: as in the tiled test
+    f_fast = lambda x: max_pool(x, window, stride, padding, dilation=dilation, ceil_mode=ceil_mode)  # noqa: E731
+    n, k, s, pads, d, _ = pool._geometry(x, window, stride, padding, dilation, ceil_mode, "max_pool", None)
+    if all(dd == 1 for dd in d):
+        f_ref = lambda x: pool._window_max(x, n, k, s, pads, d)  # noqa: E731
+    else:  # JAX has no derivative for dilated reduce_window: the first maximum of each window's patch
+        def f_ref(x):
+            p = pool.patches(x, k, s, pads, d, pad_value=-jnp.inf)  # (*batch, *out, K, C)
+            first = jnp.argmax(p, axis=-2, keepdims=True)
+            return jnp.take_along_axis(p, first, axis=-2)[..., 0, :]
+    assert "custom_jvp_call" in str(jax.make_jaxpr(f_fast)(x))  # the rule is what runs here
+    y = f_fast(x)
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
+    g = jnp.asarray(rng.normal(size=y.shape), dtype)
+    grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
+    tangent = jnp.asarray(rng.normal(size=shape), dtype)
+    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+
+
 def test_tiled_max_pool_gradient_goes_to_the_first_maximum():
     x = jnp.zeros((1, 2, 2, 1)).at[0, 1, 0, 0].set(1.0).at[0, 1, 1, 0].set(1.0)  # two maxima in one window
     g = jax.grad(lambda x: max_pool(x, (2, 2)).sum())(x)
