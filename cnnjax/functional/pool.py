@@ -73,6 +73,7 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
 
     Returns:
       ``(*batch, *out, C)``, ``o = floor((i + lo + hi - d(k-1) - 1) / s) + 1`` (``ceil`` with ``ceil_mode``).
+      The gradient goes to the first maximum of each window (row-major), dilated windows included.
 
     Example:
       >>> max_pool(jnp.ones((8, 28, 28, 6)), (2, 2)).shape
@@ -84,7 +85,7 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
         out = [i // kk for i, kk in zip(x.shape[-n - 1 : -1], k)]
         crop = (Ellipsis, *(slice(0, o * kk) for o, kk in zip(out, k)), slice(None))  # VALID drops the remainder
         return _tiled_max(x[crop], n, tuple(k))
-    if jax.default_backend() == "cpu":
+    if jax.default_backend() == "cpu" or any(dd > 1 for dd in d):  # JAX has no derivative for dilated reduce_window
         return _overlapping_max(x, n, tuple(k), tuple(s), tuple(map(tuple, pads)), tuple(d))
     return _window_max(x, n, k, s, pads, d)
 
