@@ -168,6 +168,19 @@ def _reduce_window_max(x, window):
     return _reduce(x, np.array(-np.inf, x.dtype), jax.lax.max, n, window, window, [(0, 0)] * n, (1,) * n)
 
 
+def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng):
+    """Values, gradients (random cotangent), JVPs and vmap of ``f_fast`` equal ``f_ref``'s bit for bit."""
+    y = f_fast(x)
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
+    g = jnp.asarray(rng.normal(size=y.shape), x.dtype)
+    grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
+    tangent = jnp.asarray(rng.normal(size=x.shape), x.dtype)
+    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+
+
 @pytest.mark.parametrize("shape, window", TILED)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype):
@@ -177,15 +190,7 @@ def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype
     # ReLU'd and rounded: many windows hold several equal maxima, where the gradient must pick the same one
     x = jnp.asarray(np.maximum(np.round(rng.normal(size=shape), 1), 0), dtype)
     f_fast, f_ref = (lambda x: max_pool(x, window)), (lambda x: _reduce_window_max(x, window))
-    y = f_fast(x)
-    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
-    g = jnp.asarray(rng.normal(size=y.shape), dtype)
-    grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
-    tangent = jnp.asarray(rng.normal(size=shape), dtype)
-    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
-    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+    _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng)
 
 
 OVERLAPPING = [  # (shape, window, stride, padding, dilation, ceil_mode): select_and_scatter's rule replaced on CPU
@@ -214,15 +219,7 @@ def test_overlapping_max_pool_derivatives_equal_reduce_window_with_ties(rng, sha
             first = jnp.argmax(p, axis=-2, keepdims=True)
             return jnp.take_along_axis(p, first, axis=-2)[..., 0, :]
     assert "custom_jvp_call" in str(jax.make_jaxpr(f_fast)(x))  # the rule is what runs here
-    y = f_fast(x)
-    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
-    g = jnp.asarray(rng.normal(size=y.shape), dtype)
-    grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
-    tangent = jnp.asarray(rng.normal(size=shape), dtype)
-    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
-    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+    _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng)
 
 
 def test_tiled_max_pool_gradient_goes_to_the_first_maximum():
