@@ -138,8 +138,8 @@ def _tiled_max_jvp(n, k, primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
 def _overlapping_max(x, n, k, s, pads, d):
-    """``reduce_window``'s max with a derivative rule for any windows on CPU (:func:`_tiled_max` is faster
-    for non-overlapping ones)."""
+    """``reduce_window``'s max with a derivative rule for any windows: used on CPU (where :func:`_tiled_max`
+    is faster for non-overlapping ones), and for dilated windows everywhere."""
     return _window_max(x, n, k, s, pads, d)
 
 
