@@ -56,12 +56,18 @@ def test_batch_norm_matches_torch_outputs_and_running_mean(torch, rng):
     np.testing.assert_allclose((new["var"] - 0.9) * m / (m - 1) + 0.9, bn.running_var.numpy(), rtol=1e-4)
 
 
+def _plain_norm(x, axes, scale, bias):
+    """Standardisation as the textbook formula, left to autodiff: the reference for the derivatives."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    y = (x - mean) / jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True) + 1e-5)
+    return y * scale + bias
+
+
 def _plain_batch_norm(x, scale, bias, momentum=0.9):
     """Training-mode batch norm as the textbook formula, left to autodiff: the reference for its derivatives."""
     mean = jnp.mean(x, axis=(0, 1, 2))
     var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
-    y = (x - mean) / jnp.sqrt(var + 1e-5)
-    y = y if scale is None else y * scale + bias
+    y = _plain_norm(x, (0, 1, 2), 1.0, 0.0) if scale is None else _plain_norm(x, (0, 1, 2), scale, bias)
     return y, {"mean": (1 - momentum) * mean, "var": momentum + (1 - momentum) * var}
 
 
@@ -183,13 +189,6 @@ def test_group_and_instance_norm_match_torch(torch, rng):
     y = layer_norm(x.astype(np.float32), axis=(1, 2, 3))
     expected = F.layer_norm(xt.permute(0, 2, 3, 1), (5, 4, 6))
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
-
-
-def _plain_norm(x, axes, scale, bias):
-    """Standardisation as the textbook formula, left to autodiff: the reference for the derivatives."""
-    mean = jnp.mean(x, axis=axes, keepdims=True)
-    y = (x - mean) / jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True) + 1e-5)
-    return y * scale + bias
 
 
 _PER_EXAMPLE = {  # name: (cnnjax call, its reference on (2, 5, 4, 6) inputs with (6,)-shaped or (5, 4, 6)-shaped affine)

@@ -41,6 +41,7 @@ def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
         tx = make_optimizer(cfg, 3)
         tdef, _, state = init_state(model, tx, cfg.seed)
         objective = tasks.objective(cfg, model)
+        # jitted here without donation: both steps read the same state
         step1 = jax.jit(make_train_step(tdef, tx, 64, objective=objective, jit=False))
         step4 = jax.jit(make_train_step(tdef, tx, 64, objective=objective, batch_sharding=by_batch, jit=False))
         state = jax.device_put(state, replicated)
