@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks.harness import jax_sync, timeit
 from cnnjax import functional as F
+from cnnjax.train.step import jit_step
 
 # (label, x shape (channels-last), kernel shape (*k, C_in/groups, C_out), stride, padding, groups)
 CONVS = [
@@ -56,11 +57,12 @@ def _jax_fwd_bwd(f: Callable, *args, argnums: tuple[int, ...] | None = None) -> 
     """Forward + backward of ``f`` against a fixed random output gradient, for ``args[argnums]`` (default: all).
 
     Every array is an argument of the jitted function: a captured one would be a constant,
-    which XLA may fold, with the whole gradient when it does not depend on the rest."""
+    which XLA may fold, with the whole gradient when it does not depend on the rest. It compiles
+    as cnnjax's training steps do (:func:`cnnjax.train.step.jit_step`)."""
     out = jax.eval_shape(f, *args)
     ct = jnp.asarray(np.random.default_rng(1).normal(size=out.shape), out.dtype)
     argnums = tuple(range(len(args))) if argnums is None else argnums
-    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a[:-1]) * a[-1]), argnums=argnums))
+    g = jit_step(jax.grad(lambda *a: jnp.sum(f(*a[:-1]) * a[-1]), argnums=argnums))
     args = (*args, ct)
     return lambda: g(*args)
 

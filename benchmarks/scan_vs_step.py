@@ -16,7 +16,7 @@ from cnnjax import models
 from cnnjax.data import load_arrays
 from cnnjax.train import TrainConfig
 from cnnjax.train.optim import make_optimizer
-from cnnjax.train.step import init_state, make_train_step
+from cnnjax.train.step import init_state, jit_step, make_train_step
 
 
 def main(names=("mnist1d_cnn", "mnist1d_convbase"), repeats: int = 5) -> list[dict]:
@@ -32,14 +32,14 @@ def main(names=("mnist1d_cnn", "mnist1d_convbase"), repeats: int = 5) -> list[di
         variants = {"per-step jit": None, "fori_loop, rolled": 1, "fori_loop, unroll=8": 8, "fori_loop, unroll=40": 40}
         for label, unroll in variants.items():
             if unroll is None:
-                jstep = jax.jit(step, donate_argnums=0)
+                jstep = jit_step(step, donate_argnums=0)
 
                 def run(s, jstep=jstep):
                     for i in range(40):
                         s = jstep(s, x, y, perm, i)
                     return s
             else:
-                run = jax.jit(lambda s, u=unroll: jax.lax.fori_loop(0, 40, lambda i, st: step(st, x, y, perm, i), s, unroll=u))
+                run = jit_step(lambda s, u=unroll: jax.lax.fori_loop(0, 40, lambda i, st: step(st, x, y, perm, i), s, unroll=u))
             t = time.perf_counter()
             state = jax.block_until_ready(run(state))
             compile_s = time.perf_counter() - t

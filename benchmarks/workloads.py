@@ -23,7 +23,7 @@ from flax import nnx
 from benchmarks.harness import jax_sync, timeit
 from cnnjax import models
 from cnnjax.inspect import count_params
-from cnnjax.train.step import cast_floating, check_compute_dtype, init_state, make_train_step
+from cnnjax.train.step import cast_floating, check_compute_dtype, init_state, jit_step, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +99,7 @@ def cnnjax_runner(w: Workload, compute_dtype: str = "float32") -> tuple[Callable
     model.eval()
     gdef, params, rest = nnx.split(model, nnx.Param, ...)
     dtype = check_compute_dtype(compute_dtype)
-    fwd = jax.jit(lambda p, r, xb: nnx.merge(gdef, cast_floating(p, dtype), r, copy=True)(xb.astype(dtype)))
+    fwd = jit_step(lambda p, r, xb: nnx.merge(gdef, cast_floating(p, dtype), r, copy=True)(xb.astype(dtype)))
     xb = x[: w.batch]
     info.update(compiled_stats(fwd, params, rest, xb))
     return (lambda: fwd(params, rest, xb)), jax_sync, info
@@ -234,8 +234,8 @@ def ensemble_rows(k: int = 8, repeats: int = 5) -> list[dict]:
         tdef, _, s = init_state(models.create("mnist1d_cnn", rngs=nnx.Rngs(seed)), tx, seed)
         states.append(s)
     step = make_train_step(tdef, tx, w.batch, jit=False)
-    single = jax.jit(step, donate_argnums=0)
-    vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, None, None)), donate_argnums=0)
+    single = jit_step(step, donate_argnums=0)
+    vstep = jit_step(jax.vmap(step, in_axes=(0, None, None, None, None)), donate_argnums=0)
     holder = {"one": states, "all": jax.tree.map(lambda *a: jnp.stack(a), *states)}
 
     def sequential():

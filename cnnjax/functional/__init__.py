@@ -15,7 +15,7 @@ from cnnjax.functional.conv import (
     conv_transpose_output_size,
     convolve,
 )
-from cnnjax.functional.conv_strategies import conv_strategy
+from cnnjax.functional.conv_strategies import compiler_options, conv_strategy
 from cnnjax.functional.dropout import dropout
 from cnnjax.functional.group import (
     act_regular,
@@ -58,6 +58,7 @@ __all__ = [
     "batch_norm",
     "binomial_filter",
     "blur_pool",
+    "compiler_options",
     "conv",
     "conv_output_size",
     "conv_param_count",

@@ -165,7 +165,8 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
     in_size = [(i - 1) * s + 1 for i, s in zip(x.shape[-n - 1 : -1], in_dil)]
     pads = _args.resolve_padding(padding, in_size, kernel, strides, dil, fn)
     _args.check_window_fits(in_size, pads, kernel, dil, fn)
-    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, fn)
+    out = [_args.out_size(i, lo, hi, k, s, d) for i, (lo, hi), k, s, d in zip(in_size, pads, kernel, strides, dil)]
+    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, out, fn)
 
     dtype = jnp.result_type(x, w)
     x, batch = flatten_batch(x.astype(dtype), n)
@@ -176,17 +177,7 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         return _finish(y, b, dtype, batch)
     if strategy == "taps":
         return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
-    y = lax.conv_general_dilated(
-        x,
-        w.astype(dtype),
-        window_strides=strides,
-        padding=pads,
-        lhs_dilation=in_dil,
-        rhs_dilation=dil,
-        dimension_numbers=dimension_numbers(n),
-        feature_group_count=groups,
-        precision=precision,
-    )
+    y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, dimension_numbers(n), groups, precision)
     return _finish(y, b, dtype, batch)
 
 

@@ -1,5 +1,5 @@
 """How :func:`cnnjax.functional.conv` computes: XLA's convolution, im2col + one matrix product, or
-(depthwise convs) a sum over kernel taps.
+(depthwise convs) a sum over kernel taps; and the XLA options cnnjax compiles with.
 
 All compute the same function (equal to float rounding, gradients included). The choice is
 made per shape, dtype and backend by a fixed rule (so runs stay bit-reproducible), cached,
@@ -9,13 +9,18 @@ and can be overridden per call (``conv(..., strategy="im2col")``) or for a block
 Why a rule and not autotuning: timing candidates at trace time would make the choice, and
 so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
 on a 2-core AVX-512 CPU (``benchmarks/results/``). XLA:CPU's convolution is slow, forward
-plus backward, for 1x1 kernels (which are plain matrix products), for strided convs, and
-when the contraction ``C_in * prod(kernel)`` is small (first layers on 1- or 3-channel
-inputs); there a matrix product over explicitly gathered patches was 1.5-3x faster. For
-stride-1 convs with many channels XLA's convolution wins and is kept. Depthwise convs
-(``groups == C_in``) run as a sum over the kernel taps of shifted views times per-channel
-weights ("taps"): XLA:CPU's grouped convolution was 40x slower forward and 6x slower forward
-plus backward. On GPU and TPU, XLA's convolution (cuDNN) is used everywhere.
+plus backward, for 1x1 kernels (which are plain matrix products), for strided convs, when
+the contraction ``C_in * prod(kernel)`` is small (first layers on 1- or 3-channel inputs),
+and when the output is smaller than the kernel (a 3x3 conv on a 2x2 or 1x1 map, the last
+stages of an ImageNet ResNet fed 32x32 images: 10-80x slower); there a matrix product over
+explicitly gathered patches wins. For stride-1 convs with many channels XLA's convolution
+wins and is kept. Depthwise convs (``groups == C_in``) run as a sum over the kernel taps of
+shifted views times per-channel weights ("taps"): XLA:CPU's grouped convolution was 40x
+slower forward and 6x slower forward plus backward. On GPU and TPU, XLA's convolution
+(cuDNN) is used everywhere.
+
+:func:`compiler_options` are the options cnnjax's own jitted steps compile with: on CPU they
+give convolutions to XLA's multi-threaded kernel instead of YNNPACK's, which ran on one core.
 """
 
 from __future__ import annotations
@@ -38,6 +43,45 @@ STRATEGIES = ("auto", "lax", "im2col", "taps")
 IM2COL_MAX_CONTRACTION = 32
 
 _override: list[str] = []
+
+
+#: XLA:CPU's default hands convolutions, matrix products and reductions to YNNPACK. Its convolution ran
+#: 3x3 convs with 32 or more channels on one core of two (128x16x16x32: 2.6 ms on 1 core; XLA's own
+#: kernel 1.7 ms on both) and their kernel gradients too, so on CPU cnnjax keeps YNNPACK for
+#: the rest and leaves convolutions to XLA (``benchmarks/results/``).
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+}
+
+
+def compiler_options(backend: str | None = None) -> dict[str, str]:
+    """XLA compiler options under which cnnjax's convolutions run fastest on ``backend`` (default: JAX's).
+
+    cnnjax's training and evaluation steps compile with them. Pass them to your own top-level
+    ``jax.jit`` to get the same speed; they change which kernels run, not what is computed
+    (results agree to float rounding). Empty off CPU, and where this jaxlib rejects them.
+
+    Returns:
+      A dict for ``jax.jit(..., compiler_options=...)``: ``{}`` or :data:`CPU_COMPILER_OPTIONS`.
+
+    Example:
+      >>> step = jax.jit(lambda x: x + 1, compiler_options=compiler_options() or None)
+      >>> int(step(1))
+      2
+    """
+    if (backend or jax.default_backend()) != "cpu" or not _cpu_options_accepted():
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_options_accepted() -> bool:
+    # the flag is experimental: a jaxlib that dropped or renamed it must not break compilation
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(jnp.zeros(())).compile()
+        return True
+    except Exception:  # XlaRuntimeError / ValueError, by jaxlib version
+        return False
 
 
 def check_strategy(strategy: str, fn: str) -> str:
@@ -83,26 +127,29 @@ def is_depthwise(c_in: int, groups: int, input_dilation: Sequence[int]) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], supported: bool,
-          depthwise: bool = False) -> str:
+def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], out: tuple[int, ...],
+          supported: bool, depthwise: bool = False) -> str:
     if backend == "cpu" and depthwise:
         return "taps"
     if backend != "cpu" or not supported:
         return "lax"
     small = c_in * math.prod(kernel) <= IM2COL_MAX_CONTRACTION
-    return "im2col" if small or math.prod(kernel) == 1 or any(s > 1 for s in strides) else "lax"
+    # an output smaller than the kernel in every dim: most of each window is padding, which XLA:CPU's
+    # kernels pay for (a 3x3 conv on 2x2 maps ran 40-80x slower forward+backward than im2col; 3x3 maps ran 1.2-1.4x faster)
+    tiny = all(o < k for o, k in zip(out, kernel))
+    return "im2col" if small or tiny or math.prod(kernel) == 1 or any(s > 1 for s in strides) else "lax"
 
 
 def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
-            input_dilation: Sequence[int], fn: str) -> str:
-    """The strategy a conv of this geometry runs with on the default backend."""
+            input_dilation: Sequence[int], out: Sequence[int], fn: str) -> str:
+    """The strategy a conv of this geometry (``out``: its output's spatial size) runs with on the default backend."""
     strategy = check_strategy(strategy, fn)
     if strategy == "auto":
         strategy = overridden()
     supported = supports_im2col(groups, input_dilation)
     depthwise = is_depthwise(c_in, groups, input_dilation)
     if strategy == "auto":
-        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), supported, depthwise)
+        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise)
     if strategy == "taps" and not depthwise:
         raise ValueError(f"{fn}: strategy='taps' is for depthwise convs (groups == C_in > 1, input_dilation=1), "
                          f"got C_in={c_in}, groups={groups}, input_dilation={tuple(input_dilation)}")
@@ -110,6 +157,39 @@ def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[i
         raise ValueError(f"{fn}: strategy='im2col' needs groups=1 and input_dilation=1, got groups={groups}, "
                          f"input_dilation={tuple(input_dilation)}")
     return strategy
+
+
+def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers, groups, precision):
+    """XLA's convolution, ``lax.conv_general_dilated`` with these arguments; on CPU its kernel gradient
+    reads a copy of ``x`` made once in the forward pass (see ``_lax_jvp``)."""
+    args = (tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation), tuple(rhs_dilation), dimension_numbers,
+            groups, precision)
+    return (_lax_materialized if jax.default_backend() == "cpu" else _xla_conv)(x, w, *args)
+
+
+def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers, groups, precision):
+    return jax.lax.conv_general_dilated(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers,
+                                        feature_group_count=groups, precision=precision)
+
+
+_lax_materialized = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 9)))
+
+
+@functools.partial(_lax_materialized.defjvp, symbolic_zeros=True)
+def _lax_jvp(*args):
+    # XLA's kernel gradient convolves x laid out as (C, *spatial, N). XLA:CPU builds that transposed
+    # copy by re-running whatever elementwise ops produced x (a residual block's norms, ReLUs and
+    # adds) in the transposed order, where they read their inputs a cache line per element: 5-16 ms
+    # per layer in ResNet-20, 30% of its training step. A gather is an op XLA:CPU never duplicates into
+    # its consumers, so with x gathered (an identity copy) the transposed copy reads one finished
+    # array: ResNet-20 ran 13% faster. Only the primal is gathered, so no scatter enters the backward.
+    *static, (x, w), (dx, dw) = args
+    if not isinstance(dw, SymbolicZero):
+        x = x[jnp.arange(x.shape[0])]
+    y = _xla_conv(x, w, *static)
+    terms = [_xla_conv(t, w, *static) for t in (dx,) if not isinstance(t, SymbolicZero)]
+    terms += [_xla_conv(x, t, *static) for t in (dw,) if not isinstance(t, SymbolicZero)]
+    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
 
 
 def im2col_conv(x, w, strides, pads, dilation, precision):

@@ -25,7 +25,7 @@ from cnnjax.train import checkpoint, tasks
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.loop import TrainingError, task_data
 from cnnjax.train.optim import make_injectable_optimizer
-from cnnjax.train.step import make_eval_step, make_train_step, new_state, zero_metrics
+from cnnjax.train.step import jit_step, make_eval_step, make_train_step, new_state, zero_metrics
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class EnsembleResult:
 
     @functools.cached_property
     def _apply(self):  # one compiled program per input shape, reused across calls
-        return jax.jit(jax.vmap(lambda p, r, x: nnx.merge(self.model_def, p, r)(x), in_axes=(0, 0, None)))
+        return jit_step(jax.vmap(lambda p, r, x: nnx.merge(self.model_def, p, r)(x), in_axes=(0, 0, None)))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,8 +154,8 @@ def fit_ensemble(
     step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing,
                            augment=make_augment(cfg.augment) if cfg.augment else None,
                            compute_dtype=cfg.compute_dtype, objective=objective, jit=False)
-    vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None)), donate_argnums=0)
-    veval = jax.jit(jax.vmap(make_eval_step(eval_def, cfg.compute_dtype, jit=False, objective=objective), in_axes=(0, 0, None, None)))
+    vstep = jit_step(jax.vmap(step, in_axes=(0, None, None, 0, None)), donate_argnums=0)
+    veval = jit_step(jax.vmap(make_eval_step(eval_def, cfg.compute_dtype, jit=False, objective=objective), in_axes=(0, 0, None, None)))
     perms = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.model}-{cfg.dataset}-ensemble{k}-{time.strftime('%Y%m%d-%H%M%S')}"

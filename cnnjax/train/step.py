@@ -9,12 +9,45 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from cnnjax.functional.conv_strategies import compiler_options
 from cnnjax.train.tasks import Objective
+
+
+def jit_step(fn: Callable, **kwargs: Any) -> Callable:
+    """``jax.jit(fn, **kwargs)`` compiled with :func:`cnnjax.functional.compiler_options` (XLA:CPU's
+    multi-threaded convolutions); every step cnnjax trains or evaluates with goes through it.
+
+    JAX takes compiler options on top-level calls only, so traced inside another ``jit``,
+    ``vmap`` or ``scan`` the function runs as a plain ``jax.jit`` (whose options the outer call decides).
+    ``lower``, ``trace`` and ``eval_shape`` are the tuned function's.
+    """
+    options = compiler_options()
+    return _TopLevelJit(fn, options, kwargs) if options else jax.jit(fn, **kwargs)
+
+
+class _TopLevelJit:
+    def __init__(self, fn: Callable, options: dict, kwargs: dict):
+        self._tuned = jax.jit(fn, compiler_options=options, **kwargs)
+        self._plain = jax.jit(fn, **kwargs)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self._tuned(*args, **kwargs)
+        except ValueError as e:  # raised while staging, before anything ran
+            if "compiler_options" not in str(e):
+                raise
+            return self._plain(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tuned, name)
 
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, Any, dict]:
@@ -117,7 +150,7 @@ def make_train_step(
         }
         return {**state, "params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1, "acc": acc}
 
-    return jax.jit(step, donate_argnums=0) if jit else step
+    return jit_step(step, donate_argnums=0) if jit else step
 
 
 def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = True,
@@ -135,4 +168,5 @@ def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = Tr
         logits = nnx.merge(eval_def, params, rest, copy=True)(x).astype(jnp.float32)
         return (objective.loss(logits, y).sum(), *objective.metrics(logits, y))
 
-    return jax.jit(evaluate) if jit else evaluate
+    return jit_step(evaluate) if jit else evaluate
+

@@ -17,6 +17,7 @@ CASES = [
     ((1, 8, 7, 2), (3, 3, 2, 2), {"padding": 1, "padding_mode": "reflect"}),
     ((2, 6, 6, 5), (1, 1, 5, 7), {}),
     ((1, 5, 6, 4, 2), (2, 3, 2, 2, 3), {"stride": (1, 2, 1), "padding": "SAME", "padding_mode": "replicate"}),
+    ((3, 2, 2, 6), (3, 3, 6, 5), {"padding": 1}),  # an output smaller than the kernel
 ]
 
 
@@ -69,18 +70,22 @@ def test_convolve_takes_a_strategy_too():
     np.testing.assert_allclose(convolve(x, w, strategy="im2col"), convolve(x, w, strategy="lax"), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("c_in, kernel, strides, expected", [
-    (1, (3, 3), (1, 1), "im2col"),  # tiny contraction: a first layer
-    (3, (3, 3), (1, 1), "im2col"),
-    (64, (1, 1), (1, 1), "im2col"),  # 1x1: a plain matrix product
-    (16, (3, 3), (2, 2), "im2col"),  # strided
-    (16, (3, 3), (1, 1), "lax"),  # many channels, stride 1: XLA's conv wins
-    (64, (3,), (1,), "lax"),
+@pytest.mark.parametrize("c_in, kernel, strides, out, expected", [
+    (1, (3, 3), (1, 1), (28, 28), "im2col"),  # tiny contraction: a first layer
+    (3, (3, 3), (1, 1), (32, 32), "im2col"),
+    (64, (1, 1), (1, 1), (14, 14), "im2col"),  # 1x1: a plain matrix product
+    (16, (3, 3), (2, 2), (16, 16), "im2col"),  # strided
+    (16, (3, 3), (1, 1), (32, 32), "lax"),  # many channels, stride 1: XLA's conv wins
+    (64, (3,), (1,), (40,), "lax"),
+    (256, (3, 3), (1, 1), (2, 2), "im2col"),  # output smaller than the kernel: mostly padding
+    (512, (3, 3), (1, 1), (1, 1), "im2col"),
+    (256, (3, 3), (1, 1), (3, 3), "lax"),
+    (256, (3, 3), (1, 1), (2, 8), "lax"),  # smaller in one dim only
 ])
-def test_auto_rule_on_cpu(c_in, kernel, strides, expected):
-    assert conv_strategies._auto("cpu", c_in, kernel, strides, True) == expected
-    assert conv_strategies._auto("gpu", c_in, kernel, strides, True) == "lax"
-    assert conv_strategies._auto("cpu", c_in, kernel, strides, False) == "lax"  # grouped or input-dilated
+def test_auto_rule_on_cpu(c_in, kernel, strides, out, expected):
+    assert conv_strategies._auto("cpu", c_in, kernel, strides, out, True) == expected
+    assert conv_strategies._auto("gpu", c_in, kernel, strides, out, True) == "lax"
+    assert conv_strategies._auto("cpu", c_in, kernel, strides, out, False) == "lax"  # grouped or input-dilated
 
 
 def test_choice_is_cached_per_shape():
@@ -93,7 +98,7 @@ def test_choice_is_cached_per_shape():
 
 
 def test_context_manager_overrides_auto_and_an_explicit_argument_overrides_both():
-    args = (1, (3, 3), (1, 1), 1, (1, 1), "conv")
+    args = (1, (3, 3), (1, 1), 1, (1, 1), (8, 8), "conv")
     with conv_strategy("lax"):
         assert conv_strategies.resolve("auto", *args) == "lax"
         assert conv_strategies.resolve("im2col", *args) == "im2col"
@@ -164,8 +169,89 @@ def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
     x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
     with pytest.raises(ValueError, match="strategy='taps' is for depthwise convs.*groups=2"):
         conv(x, w, groups=2, strategy="taps")
-    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), False, True) == "taps"
-    assert conv_strategies._auto("gpu", 4, (3, 3), (1, 1), False, True) == "lax"
-    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), "conv") == (
+    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "taps"
+    assert conv_strategies._auto("gpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "lax"
+    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), (8, 8), "conv") == (
         "taps" if jax.default_backend() == "cpu" else "lax")
-    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (2, 2), "conv") == "lax"  # input-dilated
+    assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (2, 2), (8, 8), "conv") == "lax"  # input-dilated
+
+
+# XLA's convolution through cnnjax.functional.conv: on CPU a custom JVP gathers x for the kernel gradient
+LAX_CASES = [
+    ((2, 7, 6, 3), (3, 3, 3, 4), {"padding": 1}),
+    ((3, 9, 2), (3, 2, 5), {"dilation": 2, "padding": "SAME"}),
+    ((2, 4, 5, 4, 2), (2, 3, 2, 2, 3), {"padding": "SAME"}),
+    ((2, 8, 8, 4), (3, 3, 2, 4), {"groups": 2, "padding": 1}),
+    ((2, 5, 5, 2), (3, 3, 2, 3), {"input_dilation": 2}),
+]
+
+
+def _plain_xla(x, w, **kw):
+    """The same conv straight through lax, with none of cnnjax's strategies or derivative rules."""
+    n = w.ndim - 2
+    from cnnjax.functional.conv import dimension_numbers
+    from cnnjax.functional._args import resolve_padding
+    in_dil = (kw.get("input_dilation", 1),) * n
+    dil = (kw.get("dilation", 1),) * n
+    size = [(i - 1) * d + 1 for i, d in zip(x.shape[1:-1], in_dil)]
+    pads = resolve_padding(kw.get("padding", "VALID"), size, w.shape[:n], (1,) * n, dil, "test")
+    return jax.lax.conv_general_dilated(x, w, (1,) * n, pads, in_dil, dil, dimension_numbers(n),
+                                        feature_group_count=kw.get("groups", 1))
+
+
+@pytest.mark.parametrize("xs, ws, kw", LAX_CASES)
+def test_lax_strategy_values_gradients_and_jvps_equal_plain_xla(xs, ws, kw):
+    x, w, _ = _arrays(xs, ws)
+    ours = lambda x, w: conv(x, w, strategy="lax", **kw)  # noqa: E731
+    ref = lambda x, w: _plain_xla(x, w, **kw)  # noqa: E731
+    np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-6, atol=1e-6)
+    ct = jnp.asarray(np.random.default_rng(2).normal(size=ref(x, w).shape), jnp.float32)
+    for argnums in ((0, 1), (0,), (1,)):
+        g = [jax.grad(lambda *a, f=f: jnp.sum(f(*a) * ct), argnums=argnums)(x, w) for f in (ours, ref)]
+        for a, b in zip(*g):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    tangents = (jnp.cos(x), jnp.sin(w))
+    np.testing.assert_allclose(jax.jvp(ours, (x, w), tangents)[1], jax.jvp(ref, (x, w), tangents)[1], rtol=1e-5,
+                               atol=1e-5)
+    batched = jax.vmap(ours, in_axes=(None, 0))(x, jnp.stack([w, 2 * w]))
+    np.testing.assert_allclose(batched[1], 2 * ref(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_lax_strategy_float64_derivatives_of_order_two():
+    from jax.test_util import check_grads
+
+    with jax.enable_x64():
+        x, w, _ = _arrays((2, 6, 5, 2), (3, 3, 2, 3), np.float64)
+        check_grads(lambda x, w: conv(x, w, strategy="lax", padding=1), (x, w), order=2, modes=("rev", "fwd"), eps=1e-4)
+
+
+def test_lax_strategy_gathers_x_only_for_a_kernel_gradient_on_cpu():
+    x, w, _ = _arrays((4, 6, 6, 3), (3, 3, 3, 2))
+    loss = lambda x, w: jnp.sum(jnp.sin(conv(x, w, strategy="lax", padding=1)))  # noqa: E731
+    cpu = jax.default_backend() == "cpu"
+    assert ("gather" in str(jax.make_jaxpr(jax.grad(loss, argnums=1))(x, w))) == cpu
+    assert "gather" not in str(jax.make_jaxpr(jax.grad(loss, argnums=0))(x, w))  # input gradient only
+    assert "gather" not in str(jax.make_jaxpr(loss)(x, w))  # no derivative: no copy
+
+
+def test_compiler_options_move_convolutions_off_ynnpack_on_cpu(monkeypatch):
+    from cnnjax.functional import compiler_options
+
+    assert compiler_options("gpu") == {}
+    options = compiler_options()
+    if jax.default_backend() != "cpu" or not options:
+        pytest.skip("no CPU compiler options on this backend or jaxlib")
+    f = lambda x, w: conv(x, w, padding=1, strategy="lax")  # noqa: E731
+    x, w, _ = _arrays((4, 6, 6, 32), (3, 3, 32, 32))
+    hlo = jax.jit(f, compiler_options=options).lower(x, w).compile().as_text()
+    assert "convolution(" in hlo
+    assert not [line for line in hlo.splitlines() if "__ynn_fusion" in line and "conv" in line]
+    np.testing.assert_allclose(jax.jit(f, compiler_options=options)(x, w), jax.jit(f)(x, w), rtol=1e-5, atol=1e-4)
+    # a jaxlib that rejects the options gets none, not a failed compile
+    monkeypatch.setattr(conv_strategies, "CPU_COMPILER_OPTIONS", {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_TYPE"})
+    conv_strategies._cpu_options_accepted.cache_clear()
+    try:
+        assert compiler_options() == {}
+    finally:
+        monkeypatch.undo()
+        conv_strategies._cpu_options_accepted.cache_clear()

@@ -84,3 +84,31 @@ def test_unknown_compute_dtype_is_a_clear_error():
     tdef, _, _ = init_state(_ConvBN(nnx.Rngs(0)), optax.sgd(0.1), 0)
     with pytest.raises(ValueError, match="compute_dtype must be one of float32, bfloat16, got 'float16'"):
         make_train_step(tdef, optax.sgd(0.1), 32, compute_dtype="float16")
+
+
+def test_jit_step_compiles_with_the_conv_options_and_equals_jax_jit():
+    from cnnjax.functional import compiler_options
+    from cnnjax.train.step import jit_step
+
+    f = lambda x, w: jnp.tanh(nn.Conv(4, 4, (3, 3), padding=1, rngs=nnx.Rngs(0))(x) * w).sum()  # noqa: E731
+    x, w = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 4)), jnp.float32), jnp.float32(0.5)
+    tuned = jit_step(jax.grad(f, argnums=(0, 1)))
+    for a, b in zip(tuned(x, w), jax.jit(jax.grad(f, argnums=(0, 1)))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    options = compiler_options()
+    assert (options != {}) == (jax.default_backend() == "cpu")
+    hlo = tuned.lower(x, w).as_text()  # lower/trace/eval_shape are jax.jit's
+    assert "convolution" in hlo
+
+
+def test_jit_step_nested_in_another_transformation_runs_as_a_plain_jit():
+    from cnnjax.train.step import jit_step
+
+    inc = jit_step(lambda c, x: (c + x, c * x))
+    np.testing.assert_allclose(jax.jit(lambda c: inc(c, 2.0)[0])(1.0), 3.0)
+    np.testing.assert_allclose(jax.vmap(lambda c: inc(c, 2.0)[1])(jnp.arange(3.0)), [0.0, 2.0, 4.0])
+    total, prods = jax.lax.scan(inc, 1.0, jnp.arange(1.0, 4.0))
+    np.testing.assert_allclose(total, 7.0)
+    np.testing.assert_allclose(prods, [1.0, 4.0, 12.0])
+    with pytest.raises(ValueError, match="boom"):  # other errors pass through
+        jit_step(lambda x: (_ for _ in ()).throw(ValueError("boom")))(1.0)
