@@ -11,16 +11,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from cnnjax.functional import _args, conv_strategies
 from cnnjax.functional.padding import pad_spatial
-
-def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
-    """lax layout for ``(N, *spatial, C)`` inputs/outputs and ``(*k, I, O)`` kernels, any ``n``."""
-    io = (0, n + 1, *range(1, n + 1))
-    return lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
-
 
 def flatten_batch(x: jnp.ndarray, n: int) -> tuple[jnp.ndarray, tuple[int, ...]]:
     """``(*batch, *spatial, C) -> (N, *spatial, C)`` and the batch shape to restore later."""
@@ -177,7 +170,7 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         return _finish(y, b, dtype, batch)
     if strategy == "taps":
         return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
-    y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, dimension_numbers(n), groups, precision)
+    y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)
     return _finish(y, b, dtype, batch)
 
 
@@ -262,17 +255,7 @@ def conv_transpose(
     wf = jnp.flip(wf, axis=tuple(range(n)))
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dil, pad, out_pad)]
     x, batch = flatten_batch(x.astype(dtype), n)
-    y = lax.conv_general_dilated(
-        x,
-        wf.astype(dtype),
-        window_strides=(1,) * n,
-        padding=pads,
-        lhs_dilation=strides,
-        rhs_dilation=dil,
-        dimension_numbers=dimension_numbers(n),
-        feature_group_count=g,
-        precision=precision,
-    )
+    y = conv_strategies.lax_conv(x, wf.astype(dtype), (1,) * n, pads, strides, dil, g, precision)
     return _finish(y, b, dtype, batch)
 
 

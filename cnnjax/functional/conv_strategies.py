@@ -9,12 +9,13 @@ and can be overridden per call (``conv(..., strategy="im2col")``) or for a block
 Why a rule and not autotuning: timing candidates at trace time would make the choice, and
 so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
 on a 2-core AVX-512 CPU (``benchmarks/results/``). XLA:CPU's convolution is slow, forward
-plus backward, for 1x1 kernels (which are plain matrix products), for strided convs, when
+plus backward, for 1x1 kernels (which are plain matrix products), for strided 3x3 convs, when
 the contraction ``C_in * prod(kernel)`` is small (first layers on 1- or 3-channel inputs),
 and when the output is smaller than the kernel (a 3x3 conv on a 2x2 or 1x1 map, the last
 stages of an ImageNet ResNet fed 32x32 images: 10-80x slower); there a matrix product over
-explicitly gathered patches wins. For stride-1 convs with many channels XLA's convolution
-wins and is kept. Depthwise convs (``groups == C_in``) run as a sum over the kernel taps of
+explicitly gathered patches wins, except for a first layer's kernel gradient, which stays
+XLA's. For stride-1 convs with many channels, and strided 5x5 to 11x11 stems, XLA's
+convolution wins and is kept. Depthwise convs (``groups == C_in``) run as a sum over the kernel taps of
 shifted views times per-channel weights ("taps"): XLA:CPU's grouped convolution was 40x
 slower forward and 6x slower forward plus backward. On GPU and TPU, XLA's convolution
 (cuDNN) is used everywhere.
@@ -137,7 +138,9 @@ def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, 
     # an output smaller than the kernel in every dim: most of each window is padding, which XLA:CPU's
     # kernels pay for (a 3x3 conv on 2x2 maps ran 40-80x slower forward+backward than im2col; 3x3 maps ran 1.2-1.4x faster)
     tiny = all(o < k for o, k in zip(out, kernel))
-    return "im2col" if small or tiny or math.prod(kernel) == 1 or any(s > 1 for s in strides) else "lax"
+    # strided 3x3 convs ran 1.5-1.7x faster as im2col in CIFAR ResNets; 5x5, 7x7 and 11x11 stems 1.2-2x slower
+    strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
+    return "im2col" if small or tiny or strided or math.prod(kernel) == 1 else "lax"
 
 
 def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
@@ -159,50 +162,86 @@ def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[i
     return strategy
 
 
-def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers, groups, precision):
-    """XLA's convolution, ``lax.conv_general_dilated`` with these arguments; on CPU its kernel gradient
-    reads a copy of ``x`` made once in the forward pass (see ``_lax_jvp``)."""
-    args = (tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation), tuple(rhs_dilation), dimension_numbers,
-            groups, precision)
-    return (_lax_materialized if jax.default_backend() == "cpu" else _xla_conv)(x, w, *args)
+def dimension_numbers(n: int) -> jax.lax.ConvDimensionNumbers:
+    """lax layout for ``(N, *spatial, C)`` inputs/outputs and ``(*k, I, O)`` kernels, any ``n``."""
+    io = (0, n + 1, *range(1, n + 1))
+    return jax.lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
 
 
-def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers, groups, precision):
-    return jax.lax.conv_general_dilated(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers,
+def _bilinear_jvp(y, dx, dw, dx_term, dw_term):
+    """``(y, dx_term() + dw_term())`` for an op linear in each of ``x`` and ``w``, skipping symbolic-zero tangents."""
+    terms = [term() for t, term in ((dx, dx_term), (dw, dw_term)) if not isinstance(t, SymbolicZero)]
+    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+
+def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision):
+    """XLA's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)`` through
+    ``lax.conv_general_dilated``; on CPU its kernel gradient reads a copy of ``x`` made once in the
+    forward pass (see ``_lax_jvp``)."""
+    args = (tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation), tuple(rhs_dilation), groups, precision)
+    return (_lax_gathered if jax.default_backend() == "cpu" else _xla_conv)(x, w, *args)
+
+
+def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision):
+    return jax.lax.conv_general_dilated(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers(len(strides)),
                                         feature_group_count=groups, precision=precision)
 
 
-_lax_materialized = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 9)))
+_lax_gathered = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 8)))
 
 
-@functools.partial(_lax_materialized.defjvp, symbolic_zeros=True)
+@functools.partial(_lax_gathered.defjvp, symbolic_zeros=True)
 def _lax_jvp(*args):
     # XLA's kernel gradient convolves x laid out as (C, *spatial, N). XLA:CPU builds that transposed
     # copy by re-running whatever elementwise ops produced x (a residual block's norms, ReLUs and
     # adds) in the transposed order, where they read their inputs a cache line per element: 5-16 ms
     # per layer in ResNet-20, 30% of its training step. A gather is an op XLA:CPU never duplicates into
     # its consumers, so with x gathered (an identity copy) the transposed copy reads one finished
-    # array: ResNet-20 ran 13% faster. Only the primal is gathered, so no scatter enters the backward.
+    # array: ResNet-20 ran 13-19% faster. Only the primal is gathered, so no scatter enters the backward.
     *static, (x, w), (dx, dw) = args
     if not isinstance(dw, SymbolicZero):
         x = x[jnp.arange(x.shape[0])]
-    y = _xla_conv(x, w, *static)
-    terms = [_xla_conv(t, w, *static) for t in (dx,) if not isinstance(t, SymbolicZero)]
-    terms += [_xla_conv(x, t, *static) for t in (dw,) if not isinstance(t, SymbolicZero)]
-    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+    return _bilinear_jvp(_xla_conv(x, w, *static), dx, dw, lambda: _xla_conv(dx, w, *static),
+                         lambda: _xla_conv(x, dw, *static))
 
 
 def im2col_conv(x, w, strides, pads, dilation, precision):
     """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` -> ``(N, *out, C_out)``: gather the ``prod(k)``
     shifted, strided views of the padded input side by side, then one matrix product.
 
-    The feature order (kernel offset major, channel minor) matches ``w.reshape(-1, C_out)``.
+    The feature order (kernel offset major, channel minor) matches ``w.reshape(-1, C_out)``. When
+    ``x`` gets no gradient (a first layer), the kernel gradient is XLA's (see ``_im2col_jvp``).
     """
+    return _im2col(x, w, tuple(strides), tuple(map(tuple, pads)), tuple(dilation), precision)
+
+
+def _patch_product(x, w, strides, pads, dilation, precision):
     views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
     # a 2-D product: with the (N, *out) axes kept, XLA:CPU ran forward+backward 1.3-6x slower
     y = jnp.matmul(patches.reshape(-1, patches.shape[-1]), w.reshape(-1, w.shape[-1]), precision=precision)
     return y.reshape(*patches.shape[:-1], w.shape[-1])
+
+
+_im2col = jax.custom_jvp(_patch_product, nondiff_argnums=(2, 3, 4, 5))
+
+
+@functools.partial(_im2col.defjvp, symbolic_zeros=True)
+def _im2col_jvp(strides, pads, dilation, precision, primals, tangents):
+    # Without an input gradient (a first layer), transposing the patch product leaves a product
+    # over the whole patch matrix for the kernel gradient; XLA's kernel gradient was 1.4-5x faster
+    # there (LeNet-5's 1->6 5x5: 3.1 -> 1.0 ms forward plus kernel gradient, the CIFAR stem 2.8 -> 1.4).
+    # With both gradients the patch product's transpose wins and stays.
+    (x, w), (dx, dw) = primals, tangents
+    args = (strides, pads, dilation, precision)
+    n = len(strides)
+
+    def kernel_term():
+        if isinstance(dx, SymbolicZero):
+            return _xla_conv(x, dw, strides, pads, (1,) * n, dilation, 1, precision)
+        return _patch_product(x, dw, *args)
+
+    return _bilinear_jvp(_patch_product(x, w, *args), dx, dw, lambda: _patch_product(dx, w, *args), kernel_term)
 
 
 #: The taps strategy's kernel gradient reduces over the batch in chunks of about this many input bytes.
@@ -246,11 +285,8 @@ def _taps_jvp(strides, pads, dilation, primals, tangents):
     # recompute each chunk's shifted views rather than store all of them.
     (x, w), (dx, dw) = primals, tangents
     args = (strides, pads, dilation)
-    y = _taps_sum(x, w, *args)
-    terms = [] if isinstance(dx, SymbolicZero) else [_taps_sum(dx, w, *args)]
-    if not isinstance(dw, SymbolicZero):
-        terms.append(_batch_chunked(lambda xc: _taps_sum(xc, dw, *args), x))
-    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+    return _bilinear_jvp(_taps_sum(x, w, *args), dx, dw, lambda: _taps_sum(dx, w, *args),
+                         lambda: _batch_chunked(lambda xc: _taps_sum(xc, dw, *args), x))
 
 
 def _batch_chunked(fn, x):

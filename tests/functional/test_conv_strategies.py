@@ -55,6 +55,18 @@ def test_im2col_float64_gradients_match_finite_differences(xs, ws, kw):
         check_grads(lambda x, w: conv(x, w, strategy="im2col", **kw), (x, w), order=1, modes=("rev", "fwd"), eps=1e-4)
 
 
+@pytest.mark.parametrize("xs, ws, kw", [CASES[0], CASES[2], CASES[3], CASES[7]])
+def test_im2col_without_input_gradient_takes_xla_kernel_gradient(xs, ws, kw):
+    """A first layer (no gradient for x): the kernel gradient is XLA's convolution, and equals lax's."""
+    x, w, _ = _arrays(xs, ws)
+    ct = jnp.asarray(np.random.default_rng(1).normal(size=conv(x, w, strategy="lax", **kw).shape), jnp.float32)
+    grads = {s: jax.grad(lambda w, s=s: jnp.sum(conv(x, w, strategy=s, **kw) * ct))(w) for s in ("lax", "im2col")}
+    np.testing.assert_allclose(grads["im2col"], grads["lax"], rtol=1e-4, atol=1e-4)
+    only_w = str(jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv(x, w, strategy="im2col", **kw))))(w))
+    both = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(conv(x, w, strategy="im2col", **kw)), (0, 1)))(x, w))
+    assert "conv_general_dilated" in only_w and "conv_general_dilated" not in both
+
+
 def test_im2col_jit_vmap_and_bfloat16():
     x, w, _ = _arrays((4, 3, 9, 9, 1), (3, 3, 1, 2))
     f = lambda x: conv(x, w, strategy="im2col", padding="SAME")
@@ -74,7 +86,10 @@ def test_convolve_takes_a_strategy_too():
     (1, (3, 3), (1, 1), (28, 28), "im2col"),  # tiny contraction: a first layer
     (3, (3, 3), (1, 1), (32, 32), "im2col"),
     (64, (1, 1), (1, 1), (14, 14), "im2col"),  # 1x1: a plain matrix product
-    (16, (3, 3), (2, 2), (16, 16), "im2col"),  # strided
+    (16, (3, 3), (2, 2), (16, 16), "im2col"),  # strided, small kernel
+    (3, (7, 7), (2, 2), (112, 112), "lax"),  # a strided 7x7 stem: XLA's conv
+    (16, (5, 5), (2, 2), (16, 16), "lax"),
+    (1, (5,), (2,), (18,), "im2col"),  # 1-D, k <= 9
     (16, (3, 3), (1, 1), (32, 32), "lax"),  # many channels, stride 1: XLA's conv wins
     (64, (3,), (1,), (40,), "lax"),
     (256, (3, 3), (1, 1), (2, 2), "im2col"),  # output smaller than the kernel: mostly padding
@@ -188,14 +203,14 @@ LAX_CASES = [
 
 def _plain_xla(x, w, **kw):
     """The same conv straight through lax, with none of cnnjax's strategies or derivative rules."""
-    n = w.ndim - 2
-    from cnnjax.functional.conv import dimension_numbers
     from cnnjax.functional._args import resolve_padding
+
+    n = w.ndim - 2
     in_dil = (kw.get("input_dilation", 1),) * n
     dil = (kw.get("dilation", 1),) * n
     size = [(i - 1) * d + 1 for i, d in zip(x.shape[1:-1], in_dil)]
     pads = resolve_padding(kw.get("padding", "VALID"), size, w.shape[:n], (1,) * n, dil, "test")
-    return jax.lax.conv_general_dilated(x, w, (1,) * n, pads, in_dil, dil, dimension_numbers(n),
+    return jax.lax.conv_general_dilated(x, w, (1,) * n, pads, in_dil, dil, conv_strategies.dimension_numbers(n),
                                         feature_group_count=kw.get("groups", 1))
 
 
