@@ -86,7 +86,8 @@ def conv(
       precision: passed to ``lax.conv_general_dilated``.
       strategy: "auto" (by shape and backend; see :mod:`cnnjax.functional.conv_strategies`),
         "lax" (XLA's convolution), "im2col" (patches @ kernel; groups=1, input_dilation=1) or
-        "taps" (depthwise only: a sum of shifted views times per-channel weights).
+        "taps" (a sum of shifted views times weights; depthwise convs, or groups=1 with
+        ``C_in * prod(kernel) <= 32``).
         All give the same result to float rounding.
 
     Returns:
@@ -169,7 +170,7 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
         return _finish(y, b, dtype, batch)
     if strategy == "taps":
-        return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
+        return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil, groups, precision), b, dtype, batch)
     y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)
     return _finish(y, b, dtype, batch)
 

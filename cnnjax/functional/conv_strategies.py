@@ -9,16 +9,17 @@ and can be overridden per call (``conv(..., strategy="im2col")``) or for a block
 Why a rule and not autotuning: timing candidates at trace time would make the choice, and
 so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
 on a 2-core AVX-512 CPU (``benchmarks/results/``). XLA:CPU's convolution is slow, forward
-plus backward, for 1x1 kernels (which are plain matrix products), for strided 3x3 convs, when
-the contraction ``C_in * prod(kernel)`` is small (first layers on 1- or 3-channel inputs),
+plus backward, for 1x1 kernels (which are plain matrix products), for strided 3x3 convs,
 and when the output is smaller than the kernel (a 3x3 conv on a 2x2 or 1x1 map, the last
 stages of an ImageNet ResNet fed 32x32 images: 10-80x slower); there a matrix product over
-explicitly gathered patches wins, except for a first layer's kernel gradient, which stays
-XLA's. For stride-1 convs with many channels, and strided 5x5 to 11x11 stems, XLA's
-convolution wins and is kept. Depthwise convs (``groups == C_in``) run as a sum over the kernel taps of
-shifted views times per-channel weights ("taps"): XLA:CPU's grouped convolution was 40x
-slower forward and 6x slower forward plus backward. On GPU and TPU, XLA's convolution
-(cuDNN) is used everywhere.
+explicitly gathered patches ("im2col") wins, except for a first layer's kernel gradient,
+which stays XLA's. For stride-1 convs with many channels, and strided 5x5 to 11x11 stems,
+XLA's convolution wins and is kept. Two cases run as a sum over the kernel taps of shifted
+views times weights ("taps"), fused by XLA into one pass: depthwise convs (``groups ==
+C_in``; XLA:CPU's grouped convolution was 40x slower forward and 6x slower forward plus
+backward), and convs whose contraction ``C_in * prod(kernel)`` is small (first layers on 1-
+or 3-channel inputs: 5-8x faster forward; their derivatives are im2col's). On GPU and TPU,
+XLA's convolution (cuDNN) is used everywhere.
 
 :func:`compiler_options` are the options cnnjax's own jitted steps compile with: on CPU they
 give convolutions to XLA's multi-threaded kernel instead of YNNPACK's, which ran on one core.
@@ -40,8 +41,9 @@ from cnnjax.functional.unfold import shifted_views
 
 STRATEGIES = ("auto", "lax", "im2col", "taps")
 
-#: On CPU, im2col is chosen when ``C_in * prod(kernel)`` is at most this (or the kernel is 1x1, or strided).
-IM2COL_MAX_CONTRACTION = 32
+#: On CPU, a dense conv whose contraction ``C_in * prod(kernel)`` is at most this (a first layer) runs as
+#: "taps"; this is also the most the "taps" strategy takes for a dense conv.
+SMALL_CONTRACTION = 32
 
 _override: list[str] = []
 
@@ -127,6 +129,10 @@ def is_depthwise(c_in: int, groups: int, input_dilation: Sequence[int]) -> bool:
     return groups == c_in > 1 and all(d == 1 for d in input_dilation)
 
 
+def is_small_dense(c_in: int, kernel: Sequence[int], groups: int, input_dilation: Sequence[int]) -> bool:
+    return supports_im2col(groups, input_dilation) and c_in * math.prod(kernel) <= SMALL_CONTRACTION
+
+
 @functools.lru_cache(maxsize=4096)
 def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], out: tuple[int, ...],
           supported: bool, depthwise: bool = False) -> str:
@@ -134,13 +140,17 @@ def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, 
         return "taps"
     if backend != "cpu" or not supported:
         return "lax"
-    small = c_in * math.prod(kernel) <= IM2COL_MAX_CONTRACTION
+    if c_in * math.prod(kernel) <= SMALL_CONTRACTION:
+        return "taps"
     # an output smaller than the kernel in every dim: most of each window is padding, which XLA:CPU's
     # kernels pay for (a 3x3 conv on 2x2 maps ran 40-80x slower forward+backward than im2col; 3x3 maps ran 1.2-1.4x faster)
     tiny = all(o < k for o, k in zip(out, kernel))
     # strided 3x3 convs ran 1.5-1.7x faster as im2col in CIFAR ResNets; 5x5, 7x7 and 11x11 stems 1.2-2x slower
     strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
-    return "im2col" if small or tiny or strided or math.prod(kernel) == 1 else "lax"
+    # XLA's input gradient writes C_in channels: with few (LeNet's and SimpleCNN's 6->16) it ran 2.3x slower;
+    # 7x7 and larger stems on RGB stay on XLA's conv (as strided ones above)
+    narrow = c_in < 8 and math.prod(kernel) <= 25
+    return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "lax"
 
 
 def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
@@ -153,9 +163,10 @@ def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[i
     depthwise = is_depthwise(c_in, groups, input_dilation)
     if strategy == "auto":
         return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise)
-    if strategy == "taps" and not depthwise:
-        raise ValueError(f"{fn}: strategy='taps' is for depthwise convs (groups == C_in > 1, input_dilation=1), "
-                         f"got C_in={c_in}, groups={groups}, input_dilation={tuple(input_dilation)}")
+    if strategy == "taps" and not (depthwise or is_small_dense(c_in, kernel, groups, input_dilation)):
+        raise ValueError(f"{fn}: strategy='taps' is for depthwise convs (groups == C_in > 1) and for convs with "
+                         f"groups=1 and C_in * prod(kernel) <= {SMALL_CONTRACTION}, both with input_dilation=1; got "
+                         f"C_in={c_in}, kernel={tuple(kernel)}, groups={groups}, input_dilation={tuple(input_dilation)}")
     if strategy == "im2col" and not supported:
         raise ValueError(f"{fn}: strategy='im2col' needs groups=1 and input_dilation=1, got groups={groups}, "
                          f"input_dilation={tuple(input_dilation)}")
@@ -174,6 +185,18 @@ def _bilinear_jvp(y, dx, dw, dx_term, dw_term):
     return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
 
 
+def _im2col_tangent(y, x, w, dx, dw, strides, pads, dilation, precision):
+    """``(y, tangent)`` with im2col's tangent, except a first layer's kernel term (see ``_im2col_jvp``)."""
+    args = (strides, pads, dilation, precision)
+
+    def kernel_term():
+        if isinstance(dx, SymbolicZero):
+            return _xla_conv(x, dw, strides, pads, (1,) * len(strides), dilation, 1, precision)
+        return _patch_product(x, dw, *args)
+
+    return _bilinear_jvp(y, dx, dw, lambda: _patch_product(dx, w, *args), kernel_term)
+
+
 def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision):
     """XLA's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)`` through
     ``lax.conv_general_dilated``; on CPU its kernel gradient reads a copy of ``x`` made once in the
@@ -190,17 +213,23 @@ def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision
 _lax_gathered = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 8)))
 
 
+def _materialize(a):
+    """``a`` itself, as an identity gather: XLA:CPU computes a gather once and never duplicates it into its
+    consumers, as it does cheap elementwise producers. Used on primals inside derivative rules only, so
+    no scatter enters a backward pass."""
+    return a[jnp.arange(a.shape[0])]
+
+
 @functools.partial(_lax_gathered.defjvp, symbolic_zeros=True)
 def _lax_jvp(*args):
     # XLA's kernel gradient convolves x laid out as (C, *spatial, N). XLA:CPU builds that transposed
     # copy by re-running whatever elementwise ops produced x (a residual block's norms, ReLUs and
     # adds) in the transposed order, where they read their inputs a cache line per element: 5-16 ms
-    # per layer in ResNet-20, 30% of its training step. A gather is an op XLA:CPU never duplicates into
-    # its consumers, so with x gathered (an identity copy) the transposed copy reads one finished
-    # array: ResNet-20 ran 13-19% faster. Only the primal is gathered, so no scatter enters the backward.
+    # per layer in ResNet-20, 30% of its training step. With x materialized the transposed copy
+    # reads one finished array: ResNet-20 ran 13-19% faster.
     *static, (x, w), (dx, dw) = args
     if not isinstance(dw, SymbolicZero):
-        x = x[jnp.arange(x.shape[0])]
+        x = _materialize(x)
     return _bilinear_jvp(_xla_conv(x, w, *static), dx, dw, lambda: _xla_conv(dx, w, *static),
                          lambda: _xla_conv(x, dw, *static))
 
@@ -233,31 +262,59 @@ def _im2col_jvp(strides, pads, dilation, precision, primals, tangents):
     # there (LeNet-5's 1->6 5x5: 3.1 -> 1.0 ms forward plus kernel gradient, the CIFAR stem 2.8 -> 1.4).
     # With both gradients the patch product's transpose wins and stays.
     (x, w), (dx, dw) = primals, tangents
-    args = (strides, pads, dilation, precision)
-    n = len(strides)
-
-    def kernel_term():
-        if isinstance(dx, SymbolicZero):
-            return _xla_conv(x, dw, strides, pads, (1,) * n, dilation, 1, precision)
-        return _patch_product(x, dw, *args)
-
-    return _bilinear_jvp(_patch_product(x, w, *args), dx, dw, lambda: _patch_product(dx, w, *args), kernel_term)
+    return _im2col_tangent(_patch_product(x, w, strides, pads, dilation, precision), x, w, dx, dw, strides, pads,
+                           dilation, precision)
 
 
 #: The taps strategy's kernel gradient reduces over the batch in chunks of about this many input bytes.
 TAPS_CHUNK_BYTES = 1 << 20
 
 
-def taps_conv(x, w, strides, pads, dilation):
-    """Depthwise conv, ``(N, *spatial, C)`` x ``(*k, 1, C * m)`` -> ``(N, *out, C * m)``, as a sum over the
-    kernel taps of shifted views times per-channel weights: ``y = sum_t view_t(x) * w[t]``.
+def taps_conv(x, w, strides, pads, dilation, groups, precision=None):
+    """A conv as a sum over the kernel taps of shifted views times weights, for depthwise convs and
+    dense convs with a small contraction (first layers).
 
-    Output channel ``c * m + j`` reads input channel ``c``, as ``feature_group_count=C`` does. XLA fuses
-    the sum into one elementwise pass (so half precision accumulates in float32 at no cost); its
-    grouped convolution on CPU was 40x slower forward. The kernel gradient is reduced over batch
-    chunks (see ``_taps_jvp``).
+    - depthwise (``groups == C``): ``(N, *spatial, C)`` x ``(*k, 1, C * m)`` -> ``(N, *out, C * m)``,
+      ``y = sum_t view_t(x) * w[t]``; output channel ``c * m + j`` reads input channel ``c``, as
+      ``feature_group_count=C`` does. XLA:CPU's grouped convolution was 40x slower forward. The
+      kernel gradient is reduced over batch chunks (see ``_taps_jvp``).
+    - dense (``groups == 1``): ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``,
+      ``y = sum_{t, c} view_t(x)[..., c] * w[t, c]``, each term a ``C_out``-wide vector: 5-8x faster
+      forward than im2col or XLA's conv for a 1- or 3-channel input. Its derivatives are im2col's
+      (see ``_dense_taps_jvp``).
+
+    XLA fuses the sum into one elementwise pass (so half precision accumulates in float32 at no cost).
     """
-    return _taps(x, w, tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+    args = (tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+    if groups == 1:
+        return _dense_taps(x, w, *args, precision)
+    return _taps(x, w, *args)
+
+
+def _dense_taps_sum(x, w, strides, pads, dilation):
+    acc = accumulation_dtype(x.dtype)
+    taps = w.reshape(-1, *w.shape[-2:]).astype(acc)  # (T, C_in, C_out)
+    views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
+    terms = (view[..., c:c + 1].astype(acc) * tap[c] for view, tap in zip(views, taps) for c in range(x.shape[-1]))
+    return functools.reduce(jnp.add, terms).astype(x.dtype)
+
+
+def _dense_taps_primal(x, w, strides, pads, dilation, precision):
+    return _dense_taps_sum(x, w, strides, pads, dilation)
+
+
+_dense_taps = jax.custom_jvp(_dense_taps_primal, nondiff_argnums=(2, 3, 4, 5))
+
+
+@functools.partial(_dense_taps.defjvp, symbolic_zeros=True)
+def _dense_taps_jvp(strides, pads, dilation, precision, primals, tangents):
+    # The sum's own transpose reduces each tap over the channel axis: 5x slower than im2col's for
+    # the input gradient. So only the value comes from the sum; the tangents are im2col's. The value
+    # is materialized: XLA:CPU re-ran the whole sum inside the backward pass's ReLU and pooling
+    # masks, which read it (SimpleCNN's first layer: 0.55 -> 1.8 ms).
+    (x, w), (dx, dw) = primals, tangents
+    y = _materialize(_dense_taps_sum(x, w, strides, pads, dilation))
+    return _im2col_tangent(y, x, w, dx, dw, strides, pads, dilation, precision)
 
 
 def _taps_sum(x, w, strides, pads, dilation):

@@ -83,13 +83,17 @@ def test_convolve_takes_a_strategy_too():
 
 
 @pytest.mark.parametrize("c_in, kernel, strides, out, expected", [
-    (1, (3, 3), (1, 1), (28, 28), "im2col"),  # tiny contraction: a first layer
-    (3, (3, 3), (1, 1), (32, 32), "im2col"),
+    (1, (3, 3), (1, 1), (28, 28), "taps"),  # tiny contraction: a first layer
+    (3, (3, 3), (1, 1), (32, 32), "taps"),
+    (1, (3,), (2,), (19,), "taps"),  # strided too
+    (4, (3, 3), (1, 1), (32, 32), "im2col"),  # contraction 36, but few input channels
+    (6, (5, 5), (1, 1), (10, 10), "im2col"),  # LeNet-5's second conv
+    (8, (3, 3), (1, 1), (32, 32), "lax"),
     (64, (1, 1), (1, 1), (14, 14), "im2col"),  # 1x1: a plain matrix product
     (16, (3, 3), (2, 2), (16, 16), "im2col"),  # strided, small kernel
     (3, (7, 7), (2, 2), (112, 112), "lax"),  # a strided 7x7 stem: XLA's conv
     (16, (5, 5), (2, 2), (16, 16), "lax"),
-    (1, (5,), (2,), (18,), "im2col"),  # 1-D, k <= 9
+    (8, (5,), (2,), (18,), "im2col"),  # 1-D, k <= 9
     (16, (3, 3), (1, 1), (32, 32), "lax"),  # many channels, stride 1: XLA's conv wins
     (64, (3,), (1,), (40,), "lax"),
     (256, (3, 3), (1, 1), (2, 2), "im2col"),  # output smaller than the kernel: mostly padding
@@ -120,7 +124,7 @@ def test_context_manager_overrides_auto_and_an_explicit_argument_overrides_both(
         with conv_strategy("im2col"):
             assert conv_strategies.resolve("auto", *args) == "im2col"
         assert conv_strategies.resolve("auto", *args) == "lax"
-    assert conv_strategies.resolve("auto", *args) == ("im2col" if jax.default_backend() == "cpu" else "lax")
+    assert conv_strategies.resolve("auto", *args) == ("taps" if jax.default_backend() == "cpu" else "lax")
 
 
 def test_bad_strategies_are_clear_errors():
@@ -147,6 +151,45 @@ DEPTHWISE = [
 @pytest.mark.parametrize("xs, ws, kw", DEPTHWISE)
 def test_taps_equals_lax_for_depthwise_convs(xs, ws, kw):
     _assert_same_as_lax("taps", xs, ws, kw, groups=xs[-1])
+
+
+# dense convs with a small contraction (first layers): 1-D/2-D/3-D, strides, dilation, padding modes, C_in 1-3
+DENSE_TAPS = [c for c in CASES if c[0][-1] * np.prod(c[1][:-2]) <= 32] + [
+    ((3, 20, 2), (5, 2, 6), {"stride": 2, "dilation": 2, "padding": "SAME"}),
+]
+
+
+def test_dense_taps_cases_cover_first_layers():
+    assert len(DENSE_TAPS) >= 4 and {len(ws) for _, ws, _ in DENSE_TAPS} == {3, 4, 5}
+
+
+@pytest.mark.parametrize("xs, ws, kw", DENSE_TAPS)
+def test_taps_equals_lax_for_small_dense_convs(xs, ws, kw):
+    _assert_same_as_lax("taps", xs, ws, kw)
+    x, w, _ = _arrays(xs, ws)  # the first-layer case: no input gradient
+    ct = jnp.asarray(np.random.default_rng(1).normal(size=conv(x, w, strategy="lax", **kw).shape), jnp.float32)
+    g = [jax.grad(lambda w, s=s: jnp.sum(conv(x, w, strategy=s, **kw) * ct))(w) for s in ("lax", "taps")]
+    np.testing.assert_allclose(g[1], g[0], rtol=1e-4, atol=1e-4)
+    tangents = (jnp.cos(x), jnp.sin(w))
+    np.testing.assert_allclose(jax.jvp(lambda x, w: conv(x, w, strategy="taps", **kw), (x, w), tangents)[1],
+                               jax.jvp(lambda x, w: conv(x, w, strategy="lax", **kw), (x, w), tangents)[1],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_dense_taps_is_one_fused_sum_in_any_precision():
+    from jax.test_util import check_grads
+
+    x, w, _ = _arrays((2, 9, 9, 3), (3, 3, 3, 5))
+    f = lambda x: conv(x, w, strategy="taps", padding=1)  # noqa: E731
+    assert "dot_general" not in str(jax.make_jaxpr(f)(x)) and "conv_general" not in str(jax.make_jaxpr(f)(x))
+    np.testing.assert_allclose(jax.jit(f)(x), f(x), rtol=1e-5, atol=1e-5)  # FMA contraction under jit
+    np.testing.assert_allclose(jax.vmap(f)(x[:, None])[:, 0], f(x), rtol=1e-5, atol=1e-5)
+    lo = conv(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), strategy="taps", padding=1)
+    assert lo.dtype == jnp.bfloat16
+    np.testing.assert_allclose(lo.astype(jnp.float32), conv(x, w, strategy="lax", padding=1), rtol=5e-2, atol=5e-2)
+    with jax.enable_x64():
+        x, w, _ = _arrays((2, 7, 6, 2), (3, 3, 2, 3), np.float64)
+        check_grads(lambda x, w: conv(x, w, stride=2, strategy="taps"), (x, w), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
 def test_taps_jit_vmap_bfloat16_and_finite_differences():
@@ -184,6 +227,8 @@ def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
     x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
     with pytest.raises(ValueError, match="strategy='taps' is for depthwise convs.*groups=2"):
         conv(x, w, groups=2, strategy="taps")
+    with pytest.raises(ValueError, match=r"C_in \* prod\(kernel\) <= 32.*C_in=4, kernel=\(3, 3\), groups=1"):
+        conv(x, jnp.ones((3, 3, 4, 2)), strategy="taps")  # a dense conv with a contraction of 36
     assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "taps"
     assert conv_strategies._auto("gpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "lax"
     assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), (8, 8), "conv") == (
