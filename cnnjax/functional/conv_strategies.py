@@ -18,7 +18,7 @@ XLA's convolution wins and is kept. Two cases run as a sum over the kernel taps 
 views times weights ("taps"), fused by XLA into one pass: depthwise convs (``groups ==
 C_in``; XLA:CPU's grouped convolution was 40x slower forward and 6x slower forward plus
 backward), and convs whose contraction ``C_in * prod(kernel)`` is small (first layers on 1-
-or 3-channel inputs: 5-8x faster forward; their derivatives are im2col's). On GPU and TPU,
+or 3-channel inputs: 1.8-4.8x faster forward; their derivatives are im2col's). On GPU and TPU,
 XLA's convolution (cuDNN) is used everywhere.
 
 :func:`compiler_options` are the options cnnjax's own jitted steps compile with: on CPU they
@@ -279,8 +279,8 @@ def taps_conv(x, w, strides, pads, dilation, groups, precision=None):
       ``feature_group_count=C`` does. XLA:CPU's grouped convolution was 40x slower forward. The
       kernel gradient is reduced over batch chunks (see ``_taps_jvp``).
     - dense (``groups == 1``): ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``,
-      ``y = sum_{t, c} view_t(x)[..., c] * w[t, c]``, each term a ``C_out``-wide vector: 5-8x faster
-      forward than im2col or XLA's conv for a 1- or 3-channel input. Its derivatives are im2col's
+      ``y = sum_{t, c} view_t(x)[..., c] * w[t, c]``, each term a ``C_out``-wide vector: 1.8-4.8x
+      faster forward than im2col or XLA's conv for a 1- or 3-channel input. Its derivatives are im2col's
       (see ``_dense_taps_jvp``).
 
     XLA fuses the sum into one elementwise pass (so half precision accumulates in float32 at no cost).
