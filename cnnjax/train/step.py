@@ -7,9 +7,8 @@ only dispatches. Metrics accumulate on the device and are read once per epoch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
