@@ -291,7 +291,8 @@ def taps_conv(x, w, strides, pads, dilation, groups, precision=None):
     return _taps(x, w, *args)
 
 
-def _dense_taps_sum(x, w, strides, pads, dilation):
+def _dense_taps_sum(x, w, strides, pads, dilation, precision=None):
+    # precision is for the derivatives (im2col's products); the sum is elementwise
     acc = accumulation_dtype(x.dtype)
     taps = w.reshape(-1, *w.shape[-2:]).astype(acc)  # (T, C_in, C_out)
     views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
@@ -299,11 +300,7 @@ def _dense_taps_sum(x, w, strides, pads, dilation):
     return functools.reduce(jnp.add, terms).astype(x.dtype)
 
 
-def _dense_taps_primal(x, w, strides, pads, dilation, precision):
-    return _dense_taps_sum(x, w, strides, pads, dilation)
-
-
-_dense_taps = jax.custom_jvp(_dense_taps_primal, nondiff_argnums=(2, 3, 4, 5))
+_dense_taps = jax.custom_jvp(_dense_taps_sum, nondiff_argnums=(2, 3, 4, 5))
 
 
 @functools.partial(_dense_taps.defjvp, symbolic_zeros=True)
