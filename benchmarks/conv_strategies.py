@@ -1,4 +1,5 @@
-"""Conv strategies on CPU: each training workload and conv shape under "lax", "im2col", "taps" (where it applies) and "auto".
+"""Conv strategies on CPU: each training workload and conv shape under "lax", "im2col", "taps" (where it applies),
+"onednn" (where this machine can run it) and "auto".
 
 This is the measurement behind :mod:`cnnjax.functional.conv_strategies`' rule.
 """
@@ -14,6 +15,7 @@ from benchmarks.harness import jax_sync, timeit
 from benchmarks.ops import CONVS, _jax_fwd_bwd
 from benchmarks.workloads import Workload, cnnjax_runner
 from cnnjax import functional as F
+from cnnjax.functional import onednn
 from cnnjax.functional.conv_strategies import is_small_dense
 from cnnjax.train.step import jit_step
 
@@ -25,14 +27,16 @@ MODELS = [
 ]
 
 #: Timed on every dense conv; "taps" only where it applies (a small contraction), and the ops table
-#: times it on depthwise convs against XLA's grouped conv.
-DENSE_STRATEGIES = ("lax", "im2col", "taps", "auto")
+#: times it on depthwise convs against XLA's grouped conv; "onednn" where it is available.
+DENSE_STRATEGIES = ("lax", "im2col", "taps", "onednn", "auto")
 
 
 def strategy_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
     rows = []
     rng = np.random.default_rng(0)
     for strategy in DENSE_STRATEGIES:
+        if strategy == "onednn" and not onednn.available():
+            continue
         for w in MODELS[:1] if quick else MODELS:
             if strategy == "taps":  # not for every layer of a model
                 continue

@@ -22,6 +22,7 @@ from flax import nnx
 
 from benchmarks.harness import jax_sync, timeit
 from cnnjax import models
+from cnnjax.functional import conv_strategy
 from cnnjax.inspect import count_params
 from cnnjax.train.step import cast_floating, check_compute_dtype, init_state, jit_step, make_train_step
 
@@ -113,8 +114,10 @@ def compiled_stats(fn, *args) -> dict:
         lowered = fn.lower(*args)
         compiled = lowered.compile()
         out["compile_s"] = time.perf_counter() - t
-        # counted on the CPU lowering: GPU lowerings report no FLOPs for convs (they become cuDNN calls)
-        cost = fn.trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
+        # counted on the CPU lowering of XLA's convolutions: GPU lowerings report no FLOPs for convs (they
+        # become cuDNN calls), nor do oneDNN's calls
+        with conv_strategy("lax"):  # a fresh jit: fn's own trace is cached with the strategies it ran with
+            cost = jax.jit(getattr(fn, "__wrapped__", fn)).trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         if cost and cost.get("flops", 0) > 0:
             out["flops"] = float(cost["flops"])

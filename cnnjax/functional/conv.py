@@ -160,15 +160,17 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
     pads = _args.resolve_padding(padding, in_size, kernel, strides, dil, fn)
     _args.check_window_fits(in_size, pads, kernel, dil, fn)
     out = [_args.out_size(i, lo, hi, k, s, d) for i, (lo, hi), k, s, d in zip(in_size, pads, kernel, strides, dil)]
-    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, out, fn)
-
     dtype = jnp.result_type(x, w)
+    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, out, fn, dtype)
+
     x, batch = flatten_batch(x.astype(dtype), n)
     if padding_mode != "zeros":
         x, pads = pad_spatial(x, pads, padding_mode), [(0, 0)] * n
     if strategy == "im2col":
         y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
         return _finish(y, b, dtype, batch)
+    if strategy == "onednn":
+        return _finish(conv_strategies.onednn_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
     if strategy == "taps":
         return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil, groups, precision), b, dtype, batch)
     y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)

@@ -1,5 +1,5 @@
-"""How :func:`cnnjax.functional.conv` computes: XLA's convolution, im2col + one matrix product, or
-(depthwise convs) a sum over kernel taps; and the XLA options cnnjax compiles with.
+"""How :func:`cnnjax.functional.conv` computes: XLA's convolution, oneDNN's, im2col + one matrix
+product, or (depthwise convs) a sum over kernel taps; and the XLA options cnnjax compiles with.
 
 All compute the same function (equal to float rounding, gradients included). The choice is
 made per shape, dtype and backend by a fixed rule (so runs stay bit-reproducible), cached,
@@ -8,21 +8,26 @@ and can be overridden per call (``conv(..., strategy="im2col")``) or for a block
 
 Why a rule and not autotuning: timing candidates at trace time would make the choice, and
 so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
-on a 2-core AVX-512 CPU (``benchmarks/results/``). XLA:CPU's convolution is slow, forward
-plus backward, for 1x1 kernels (which are plain matrix products), for strided 3x3 convs,
-and when the output is smaller than the kernel (a 3x3 conv on a 2x2 or 1x1 map, the last
-stages of an ImageNet ResNet fed 32x32 images: 10-80x slower); there a matrix product over
-explicitly gathered patches ("im2col") wins, except for a first layer's kernel gradient,
-which stays XLA's. For stride-1 convs with many channels, and strided 5x5 to 11x11 stems,
-XLA's convolution wins and is kept. Two cases run as a sum over the kernel taps of shifted
-views times weights ("taps"), fused by XLA into one pass: depthwise convs (``groups ==
-C_in``; XLA:CPU's grouped convolution was 40x slower forward and 6x slower forward plus
-backward), and convs whose contraction ``C_in * prod(kernel)`` is small (first layers on 1-
-or 3-channel inputs: 1.8-4.8x faster forward; their derivatives are im2col's). On GPU and TPU,
-XLA's convolution (cuDNN) is used everywhere.
+on a 2-core AVX-512 CPU (``benchmarks/results/``). On CPU, float32 dense convs run on oneDNN
+(:mod:`cnnjax.functional.onednn`, the library behind PyTorch's CPU convolutions) wherever this
+machine can build it: forward plus backward 2-3.7x faster than XLA:CPU's convolution for 3x3
+convs with 8-64 channels, strided and 1x1 convs and the stems, its kernel gradient 2-11x. Two
+cases keep another strategy: outputs smaller than the kernel (a 3x3 conv on a 2x2 map, the
+last stage of a ResNet fed 32x32 images: im2col, 1.2x faster), and depthwise convs
+(``groups == C_in``): a sum over the kernel taps of shifted views times weights ("taps"),
+fused by XLA into one pass (XLA:CPU's grouped convolution was 40x slower forward).
+
+Without oneDNN (another OS or processor, no C++ compiler, bfloat16) the rule is XLA:CPU's: its
+convolution is slow, forward plus backward, for 1x1 kernels (plain matrix products), for
+strided 3x3 convs, and when the output is smaller than the kernel (10-80x slower); there a
+matrix product over explicitly gathered patches ("im2col") wins, except for a first layer's
+kernel gradient, which stays XLA's. For stride-1 convs with many channels, and strided 5x5
+to 11x11 stems, XLA's convolution is kept. Convs whose contraction ``C_in * prod(kernel)`` is
+small (first layers on 1- or 3-channel inputs) run as "taps" (1.8-4.8x faster forward; their
+derivatives are im2col's). On GPU and TPU, XLA's convolution (cuDNN) is used everywhere.
 
 :func:`compiler_options` are the options cnnjax's own jitted steps compile with: on CPU they
-give convolutions to XLA's multi-threaded kernel instead of YNNPACK's, which ran on one core.
+give XLA's convolutions to its multi-threaded kernel instead of YNNPACK's, which ran on one core.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from cnnjax.functional import onednn
 from cnnjax.functional._args import accumulation_dtype
 from cnnjax.functional.unfold import shifted_views
 
-STRATEGIES = ("auto", "lax", "im2col", "taps")
+STRATEGIES = ("auto", "lax", "im2col", "taps", "onednn")
 
 #: On CPU, a dense conv whose contraction ``C_in * prod(kernel)`` is at most this (a first layer) runs as
 #: "taps"; this is also the most the "taps" strategy takes for a dense conv.
@@ -135,16 +141,20 @@ def is_small_dense(c_in: int, kernel: Sequence[int], groups: int, input_dilation
 
 @functools.lru_cache(maxsize=4096)
 def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], out: tuple[int, ...],
-          supported: bool, depthwise: bool = False) -> str:
+          supported: bool, depthwise: bool = False, onednn_ok: bool = False) -> str:
     if backend == "cpu" and depthwise:
         return "taps"
     if backend != "cpu" or not supported:
         return "lax"
-    if c_in * math.prod(kernel) <= SMALL_CONTRACTION:
-        return "taps"
     # an output smaller than the kernel in every dim: most of each window is padding, which XLA:CPU's
     # kernels pay for (a 3x3 conv on 2x2 maps ran 40-80x slower forward+backward than im2col; 3x3 maps ran 1.2-1.4x faster)
     tiny = all(o < k for o, k in zip(out, kernel))
+    # oneDNN, where it runs: forward+backward 2-3.7x faster than XLA's conv or im2col, first layers' forward
+    # and kernel gradient 1.7-6x faster than taps; on tiny outputs im2col stays 1.2x faster
+    if onednn_ok and not tiny:
+        return "onednn"
+    if c_in * math.prod(kernel) <= SMALL_CONTRACTION:
+        return "taps"
     # strided 3x3 convs ran 1.5-1.7x faster as im2col in CIFAR ResNets; 5x5, 7x7 and 11x11 stems 1.2-2x slower
     strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
     # XLA's input gradient writes C_in channels: with few (LeNet's and SimpleCNN's 6->16) it ran 2.3x slower;
@@ -153,16 +163,30 @@ def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, 
     return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "lax"
 
 
+def supports_onednn(groups: int, input_dilation: Sequence[int], dtype) -> bool:
+    """Whether oneDNN's convolution computes this conv: dense, 1-3 spatial dims, no input dilation, float32."""
+    return supports_im2col(groups, input_dilation) and 1 <= len(input_dilation) <= 3 and jnp.dtype(dtype) == jnp.float32
+
+
 def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
-            input_dilation: Sequence[int], out: Sequence[int], fn: str) -> str:
-    """The strategy a conv of this geometry (``out``: its output's spatial size) runs with on the default backend."""
+            input_dilation: Sequence[int], out: Sequence[int], fn: str, dtype=jnp.float32) -> str:
+    """The strategy a conv of this geometry (``out``: its output's spatial size) computed in ``dtype`` runs with
+    on the default backend."""
     strategy = check_strategy(strategy, fn)
     if strategy == "auto":
         strategy = overridden()
     supported = supports_im2col(groups, input_dilation)
     depthwise = is_depthwise(c_in, groups, input_dilation)
     if strategy == "auto":
-        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise)
+        dnnl = supports_onednn(groups, input_dilation, dtype) and onednn.available()
+        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise, dnnl)
+    if strategy == "onednn":
+        if not supports_onednn(groups, input_dilation, dtype):
+            raise ValueError(f"{fn}: strategy='onednn' needs groups=1, input_dilation=1, 1-3 spatial dims and "
+                             f"float32; got groups={groups}, input_dilation={tuple(input_dilation)}, "
+                             f"dtype={jnp.dtype(dtype).name}")
+        if not onednn.available():
+            raise ValueError(f"{fn}: strategy='onednn' is unavailable here: {onednn.unavailable_reason()}")
     if strategy == "taps" and not (depthwise or is_small_dense(c_in, kernel, groups, input_dilation)):
         raise ValueError(f"{fn}: strategy='taps' is for depthwise convs (groups == C_in > 1) and for convs with "
                          f"groups=1 and C_in * prod(kernel) <= {SMALL_CONTRACTION}, both with input_dilation=1; got "
@@ -232,6 +256,11 @@ def _lax_jvp(*args):
         x = _materialize(x)
     return _bilinear_jvp(_xla_conv(x, w, *static), dx, dw, lambda: _xla_conv(dx, w, *static),
                          lambda: _xla_conv(x, dw, *static))
+
+
+def onednn_conv(x, w, strides, pads, dilation):
+    """oneDNN's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``, float32 (see :mod:`cnnjax.functional.onednn`)."""
+    return onednn.conv(x, w, strides, dilation, pads)
 
 
 def im2col_conv(x, w, strides, pads, dilation, precision):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax.functional import conv, conv_strategies, conv_strategy, convolve
+from cnnjax.functional import conv, conv_strategies, conv_strategy, convolve, onednn
 
 # (x shape, kernel shape, keyword arguments): 1-D/2-D/3-D, strides, dilation, every padding form and mode
 CASES = [
@@ -124,7 +124,9 @@ def test_context_manager_overrides_auto_and_an_explicit_argument_overrides_both(
         with conv_strategy("im2col"):
             assert conv_strategies.resolve("auto", *args) == "im2col"
         assert conv_strategies.resolve("auto", *args) == "lax"
-    assert conv_strategies.resolve("auto", *args) == ("taps" if jax.default_backend() == "cpu" else "lax")
+    cpu = jax.default_backend() == "cpu"
+    assert conv_strategies.resolve("auto", *args) == ("lax" if not cpu else "onednn" if onednn.available() else "taps")
+    assert conv_strategies.resolve("auto", *args, jnp.bfloat16) == ("taps" if cpu else "lax")  # no oneDNN in bf16
 
 
 def test_bad_strategies_are_clear_errors():

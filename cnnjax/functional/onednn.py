@@ -1,0 +1,208 @@
+"""oneDNN's convolutions inside XLA:CPU programs: the ``"onednn"`` conv strategy.
+
+XLA:CPU's own convolution ran ResNet-style 3x3 convs 1.3-1.7x slower forward and 1.5-6.5x slower
+for the kernel gradient than oneDNN, the library PyTorch's CPU convolutions come from
+(``benchmarks/results/``). cnnjax calls oneDNN through XLA's foreign function interface:
+``onednn_conv.cc`` beside this file is compiled once per machine, on first use, with the system
+C++ compiler against the headers of the ``onednn-devel-cpu-gomp`` wheel and JAX's FFI headers,
+into ``$CNNJAX_CACHE`` (default ``~/.cache/cnnjax``). Where anything is missing (another OS or
+processor, no compiler), :func:`available` says why and cnnjax keeps XLA's convolutions.
+
+The three ops (forward, input gradient, kernel gradient) are JAX primitives, each bilinear, whose
+derivatives are each other, so ``grad``, ``jvp``, ``linear_transpose`` and derivatives of any
+order work as for ``lax.conv_general_dilated``, and so does ``vmap``.
+Only float32 convs with ``groups=1`` and no input dilation run this way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import math
+import importlib.metadata
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir, xla
+
+_SOURCE = Path(__file__).with_name("onednn_conv.cc")
+#: A conv of fewer multiply-adds (batch included) runs on one thread: XLA runs independent ops on its two
+#: threads at once, and OpenMP teams of two on each stalled them (SimpleCNN 233 -> 321 steps/s on one thread,
+#: ResNet-20 3.9 -> 5.3 on all cores).
+PARALLEL_MACS = 50_000_000
+
+_TARGETS = {"conv": "CnnjaxOnednnConv", "input_grad": "CnnjaxOnednnConvInputGrad",
+            "kernel_grad": "CnnjaxOnednnConvKernelGrad"}
+
+
+class OnednnUnavailable(RuntimeError):
+    """oneDNN's convolutions cannot run here; the message says why."""
+
+
+def available() -> bool:
+    """Whether the ``"onednn"`` conv strategy can run: on the CPU backend, with the library built and loaded."""
+    return jax.default_backend() == "cpu" and _load() is None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`available` is false (``None`` when it is true)."""
+    if jax.default_backend() != "cpu":
+        return f"oneDNN convolutions run on the CPU backend only; the default backend is {jax.default_backend()!r}"
+    return _load()
+
+
+def _wheel_dir(dist: str, name: str) -> Path:
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise OnednnUnavailable(f"the {dist!r} package is not installed (pip install {dist})") from None
+    for f in files:
+        if f.name == name:
+            return Path(f.locate()).resolve().parent
+    raise OnednnUnavailable(f"the {dist!r} package has no {name}")
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("CNNJAX_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnjax"
+    return Path(root)
+
+
+def _build() -> Path:
+    include = _wheel_dir("onednn-devel-cpu-gomp", "dnnl.hpp")
+    include = include.parent if include.name == "dnnl" else include  # .../include/oneapi/dnnl -> .../include
+    include = include.parent if include.name == "oneapi" else include
+    lib = _wheel_dir("onednn-cpu-gomp", "libdnnl.so")
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(b"|".join([source, jax.__version__.encode(), importlib.metadata.version("jaxlib").encode(),
+                                    importlib.metadata.version("onednn-cpu-gomp").encode()])).hexdigest()[:16]
+    out = _cache_dir() / f"onednn-{key}" / "libcnnjax_onednn.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cxx = os.environ.get("CXX", "c++")
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two processes may build at once
+        part = Path(tmp) / out.name
+        cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w", str(_SOURCE), f"-I{jax.ffi.include_dir()}",
+               f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", str(part)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise OnednnUnavailable(f"could not run the C++ compiler {cxx!r} ({e}); set CXX to one") from None
+        if done.returncode != 0:
+            raise OnednnUnavailable(f"compiling {_SOURCE.name} failed:\n{' '.join(cmd)}\n{done.stderr[-2000:]}")
+        os.replace(part, out)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> str | None:
+    """Build (once per machine) and register the FFI targets; the reason on failure, else ``None``."""
+    try:
+        library = ctypes.cdll.LoadLibrary(str(_build()))
+    except OnednnUnavailable as e:
+        return str(e)
+    except OSError as e:
+        return f"could not load the compiled oneDNN convolutions: {e}"
+    for target in _TARGETS.values():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
+    return None
+
+
+def _geometry_attrs(strides, dilation, pads, threads, **_):
+    return {"strides": np.asarray(strides, np.int64), "dilation": np.asarray(dilation, np.int64),
+            "pad_lo": np.asarray([p[0] for p in pads], np.int64), "pad_hi": np.asarray([p[1] for p in pads], np.int64),
+            "threads": np.int64(threads)}
+
+
+def _make(name: str) -> Primitive:
+    p = Primitive(f"onednn_{name}")
+    p.def_impl(functools.partial(xla.apply_primitive, p))
+    lowering = jax.ffi.ffi_lowering(_TARGETS[name])
+    mlir.register_lowering(p, lambda ctx, *args, **params: lowering(ctx, *args, **_geometry_attrs(**params)),
+                           platform="cpu")
+    return p
+
+
+_conv_p, _input_grad_p, _kernel_grad_p = (_make(n) for n in _TARGETS)
+
+
+def _out_shape(x_shape, w_shape, strides, dilation, pads, **_):
+    n = len(strides)
+    spatial = [(i + lo + hi - d * (k - 1) - 1) // s + 1
+               for i, k, s, d, (lo, hi) in zip(x_shape[1:-1], w_shape[:n], strides, dilation, pads)]
+    return (x_shape[0], *spatial, w_shape[-1])
+
+
+def _aval(shape, like):
+    return jax.core.ShapedArray(tuple(shape), like.dtype)
+
+
+_conv_p.def_abstract_eval(lambda x, w, **g: _aval(_out_shape(x.shape, w.shape, **g), x))
+_input_grad_p.def_abstract_eval(lambda dy, w, *, x_shape, **g: _aval(x_shape, dy))
+_kernel_grad_p.def_abstract_eval(lambda x, dy, *, w_shape, **g: _aval(w_shape, x))
+
+
+def conv(x, w, strides, dilation, pads):
+    """oneDNN's ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` -> ``(N, *out, C_out)`` float32 convolution.
+
+    ``strides`` and ``dilation`` are per spatial dim, ``pads`` a ``(lo, hi)`` pair per spatial dim
+    (explicit, non-negative). The same function as ``lax.conv_general_dilated`` with cnnjax's dimension
+    numbers. Raises :class:`OnednnUnavailable` where :func:`available` is false.
+    """
+    reason = unavailable_reason()
+    if reason is not None:
+        raise OnednnUnavailable(reason)
+    geometry = {"strides": tuple(map(int, strides)), "dilation": tuple(map(int, dilation)),
+                "pads": tuple((int(lo), int(hi)) for lo, hi in pads)}
+    macs = math.prod(_out_shape(x.shape, w.shape, **geometry)[:-1]) * math.prod(w.shape)
+    return _conv_p.bind(x, w, **geometry, threads=0 if macs >= PARALLEL_MACS else 1)
+
+
+# Each op is bilinear and its transposes are the other two: y = conv(x, w), dx = input_grad(dy, w),
+# dw = kernel_grad(x, dy). The argument being transposed is a placeholder with only an .aval.
+ad.defbilinear(_conv_p,
+               lambda ct, x, w, **g: _input_grad_p.bind(ct, w, x_shape=x.aval.shape, **g),
+               lambda ct, x, w, **g: _kernel_grad_p.bind(x, ct, w_shape=w.aval.shape, **g))
+ad.defbilinear(_input_grad_p,
+               lambda ct, dy, w, *, x_shape, **g: _conv_p.bind(ct, w, **g),
+               lambda ct, dy, w, *, x_shape, **g: _kernel_grad_p.bind(ct, dy, w_shape=w.aval.shape, **g))
+ad.defbilinear(_kernel_grad_p,
+               lambda ct, x, dy, *, w_shape, **g: _input_grad_p.bind(dy, ct, x_shape=x.aval.shape, **g),
+               lambda ct, x, dy, *, w_shape, **g: _conv_p.bind(x, ct, **g))
+
+
+def _fold(a, axis):
+    """``a`` with its vmapped ``axis`` merged into the batch axis 0: ``(B, N, ...)`` -> ``(B * N, ...)``."""
+    a = jax.numpy.moveaxis(a, axis, 0)
+    return a.reshape(-1, *a.shape[2:])
+
+
+def _batched(p, folds):
+    # A kernel shared by every vmapped member (per-example gradients, vmapped data): the members join
+    # the batch axis, one oneDNN call. Otherwise (ensembles: a kernel per member) one call per member.
+    def rule(args, dims, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        if folds(dims):
+            i = next(i for i, d in enumerate(dims) if d is not None)
+            args = list(args)
+            n = args[i].shape[1 if dims[i] == 0 else 0]  # the per-member batch size
+            args[i] = _fold(args[i], dims[i])
+            if "x_shape" in params:
+                params = {**params, "x_shape": (size * params["x_shape"][0], *params["x_shape"][1:])}
+            out = p.bind(*args, **params)
+            return out.reshape(size, n, *out.shape[1:]), 0
+        take = lambda a, d, m: a if d is None else jax.lax.index_in_dim(a, m, d, keepdims=False)  # noqa: E731
+        return jax.numpy.stack([p.bind(*(take(a, d, m) for a, d in zip(args, dims)), **params)
+                                for m in range(size)]), 0
+    return rule
+
+
+batching.primitive_batchers[_conv_p] = _batched(_conv_p, lambda dims: dims[1] is None)
+batching.primitive_batchers[_input_grad_p] = _batched(_input_grad_p, lambda dims: dims[1] is None)
+batching.primitive_batchers[_kernel_grad_p] = _batched(_kernel_grad_p, lambda dims: False)

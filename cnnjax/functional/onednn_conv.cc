@@ -1,0 +1,261 @@
+// oneDNN convolutions for XLA:CPU as FFI handlers: forward, input gradient and kernel gradient.
+//
+// Layouts are cnnjax's: activations (N, *spatial, C) and kernels (*k, C_in, C_out), 1 to 3 spatial
+// dims, float32, groups = 1. cnnjax.functional.onednn compiles this file once per machine and
+// registers the three handlers; see that module for why and when they are used. `threads` is the
+// OpenMP team size of a call (0: all cores): small convs run on the calling thread alone, so XLA's
+// two threads can each run one.
+//
+// Primitives are built once per geometry and kept (building one costs more than running a small
+// conv). Activations are read and written in place; only the kernel is reordered to the layout
+// oneDNN picks, which is small.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <omp.h>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+
+enum Kind { kForward = 0, kInputGrad = 1, kKernelGrad = 2 };
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& Stream() {  // streams are not thread-safe; XLA may run two convs at once
+  thread_local dnnl::stream stream(Engine());
+  return stream;
+}
+
+memory::format_tag ActivationTag(size_t spatial) {
+  static const memory::format_tag tags[] = {memory::format_tag::nwc, memory::format_tag::nhwc,
+                                            memory::format_tag::ndhwc};
+  return tags[spatial - 1];
+}
+
+memory::format_tag KernelTag(size_t spatial) {
+  static const memory::format_tag tags[] = {memory::format_tag::wio, memory::format_tag::hwio,
+                                            memory::format_tag::dhwio};
+  return tags[spatial - 1];
+}
+
+// oneDNN orders dims (N, C, *spatial) and (O, I, *k) whatever the memory layout.
+Dims Logical(ffi::Span<const int64_t> d, bool kernel) {
+  size_t r = d.size();
+  Dims out;
+  if (kernel) {
+    out = {d[r - 1], d[r - 2]};
+    for (size_t i = 0; i + 2 < r; ++i) out.push_back(d[i]);
+  } else {
+    out = {d[0], d[r - 1]};
+    for (size_t i = 1; i + 1 < r; ++i) out.push_back(d[i]);
+  }
+  return out;
+}
+
+struct Geometry {
+  Dims x, w, y, strides, dilation, pad_lo, pad_hi;
+  size_t spatial;
+  int threads;  // oneDNN builds and runs a primitive for one thread count
+
+  std::string Key(Kind kind) const {
+    std::string key = std::to_string(kind) + "|" + std::to_string(threads);
+    for (const Dims* d : {&x, &w, &y, &strides, &dilation, &pad_lo, &pad_hi}) {
+      key += "|";
+      for (int64_t v : *d) key += std::to_string(v) + ",";
+    }
+    return key;
+  }
+  memory::desc XDesc() const { return memory::desc(x, memory::data_type::f32, ActivationTag(spatial)); }
+  memory::desc YDesc() const { return memory::desc(y, memory::data_type::f32, ActivationTag(spatial)); }
+  memory::desc WDesc() const { return memory::desc(w, memory::data_type::f32, KernelTag(spatial)); }
+  memory::desc WAny() const { return memory::desc(w, memory::data_type::f32, memory::format_tag::any); }
+
+  dnnl::convolution_forward::primitive_desc Forward() const {
+    return dnnl::convolution_forward::primitive_desc(
+        Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(), WAny(),
+        YDesc(), strides, dilation, pad_lo, pad_hi, Attr());
+  }
+
+  // Each call brings its own scratchpad: oneDNN's default one is shared by all primitives, and XLA runs
+  // independent convs on two threads at once.
+  static dnnl::primitive_attr Attr() {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+  }
+};
+
+Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ffi::Span<const int64_t> y,
+                      ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                      ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
+  static const int all_threads = omp_get_max_threads();  // read before any call below sets it
+  Geometry g;
+  g.threads = threads > 0 ? static_cast<int>(threads) : all_threads;
+  g.spatial = x.size() - 2;
+  g.x = Logical(x, false);
+  g.w = Logical(w, true);
+  g.y = Logical(y, false);
+  g.strides.assign(strides.begin(), strides.end());
+  for (int64_t d : dilation) g.dilation.push_back(d - 1);  // oneDNN counts the gaps
+  g.pad_lo.assign(pad_lo.begin(), pad_lo.end());
+  g.pad_hi.assign(pad_hi.begin(), pad_hi.end());
+  return g;
+}
+
+// One primitive and the kernel's layout it wants; the reorder between cnnjax's kernel layout and it.
+struct Plan {
+  dnnl::primitive conv;
+  memory::desc kernel;   // the primitive's kernel (or kernel gradient) layout
+  memory::desc user;     // (*k, C_in, C_out)
+  memory::desc scratchpad;
+  bool reorder;
+  dnnl::reorder to_kernel;
+  memory::desc reorder_scratchpad;  // user -> kernel (forward, input gradient) or kernel -> user (kernel gradient)
+};
+
+std::shared_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
+  auto plan = std::make_shared<Plan>();
+  auto fwd = g.Forward();
+  plan->user = g.WDesc();
+  if (kind == kForward) {
+    plan->conv = dnnl::convolution_forward(fwd);
+    plan->kernel = fwd.weights_desc();
+    plan->scratchpad = fwd.scratchpad_desc();
+  } else if (kind == kInputGrad) {
+    auto pd = dnnl::convolution_backward_data::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.WAny(), g.YDesc(), g.strides, g.dilation,
+        g.pad_lo, g.pad_hi, fwd, Geometry::Attr());
+    plan->conv = dnnl::convolution_backward_data(pd);
+    plan->kernel = pd.weights_desc();
+    plan->scratchpad = pd.scratchpad_desc();
+  } else {
+    auto pd = dnnl::convolution_backward_weights::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.WAny(), g.YDesc(), g.strides, g.dilation,
+        g.pad_lo, g.pad_hi, fwd, Geometry::Attr());
+    plan->conv = dnnl::convolution_backward_weights(pd);
+    plan->kernel = pd.diff_weights_desc();
+    plan->scratchpad = pd.scratchpad_desc();
+  }
+  plan->reorder = plan->kernel != plan->user;
+  if (plan->reorder) {
+    dnnl::primitive_attr attr = Geometry::Attr();
+    auto pd = kind == kKernelGrad ? dnnl::reorder::primitive_desc(Engine(), plan->kernel, Engine(), plan->user, attr)
+                                  : dnnl::reorder::primitive_desc(Engine(), plan->user, Engine(), plan->kernel, attr);
+    plan->to_kernel = dnnl::reorder(pd);
+    plan->reorder_scratchpad = pd.scratchpad_desc();
+  }
+  return plan;
+}
+
+std::shared_ptr<Plan> GetPlan(const Geometry& g, Kind kind) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::shared_ptr<Plan>> plans;
+  std::string key = g.Key(kind);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = plans.find(key);
+    if (it != plans.end()) return it->second;
+  }
+  auto plan = MakePlan(g, kind);
+  std::lock_guard<std::mutex> lock(mutex);
+  return plans.emplace(key, plan).first->second;
+}
+
+// A buffer of at least `bytes`, one per thread and use, grown as needed (so no allocation per call).
+void* Buffer(int which, size_t bytes) {
+  thread_local std::vector<char> buffers[3];
+  if (buffers[which].size() < bytes) buffers[which].resize(bytes);
+  return buffers[which].data();
+}
+
+// Runs one conv. a is x (forward, kernel gradient) or the output gradient (input gradient); b is the
+// kernel (forward, input gradient) or the output gradient (kernel gradient); out is y, dx or dw.
+ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+               ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
+  ffi::Span<const int64_t> x = kind == kInputGrad ? out->dimensions() : a.dimensions();
+  ffi::Span<const int64_t> w = kind == kKernelGrad ? out->dimensions() : b.dimensions();
+  ffi::Span<const int64_t> y = kind == kForward ? out->dimensions() : kind == kInputGrad ? a.dimensions()
+                                                                                          : b.dimensions();
+  if (x.size() < 3 || x.size() > 5 || w.size() != x.size() || y.size() != x.size()) {
+    return ffi::Error::InvalidArgument("cnnjax oneDNN conv: expected (N, *spatial, C) arrays with 1-3 spatial dims");
+  }
+  try {
+    Geometry g = MakeGeometry(x, w, y, strides, dilation, pad_lo, pad_hi, threads);
+    omp_set_num_threads(g.threads);  // this XLA thread's OpenMP teams, for building and running
+    auto plan = GetPlan(g, kind);
+    auto& stream = Stream();
+    memory xm(g.XDesc(), Engine(), kind == kInputGrad ? out->untyped_data() : a.untyped_data());
+    memory ym(g.YDesc(), Engine(), kind == kForward ? out->untyped_data() : kind == kInputGrad ? a.untyped_data()
+                                                                                               : b.untyped_data());
+    memory user(plan->user, Engine(), kind == kKernelGrad ? out->untyped_data() : b.untyped_data());
+    memory kernel = plan->reorder ? memory(plan->kernel, Engine(), Buffer(0, plan->kernel.get_size())) : user;
+    memory scratch(plan->scratchpad, Engine(), Buffer(1, plan->scratchpad.get_size()));
+    if (plan->reorder) {
+      memory reorder_scratch(plan->reorder_scratchpad, Engine(), Buffer(2, plan->reorder_scratchpad.get_size()));
+      if (kind != kKernelGrad) {
+        plan->to_kernel.execute(stream, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, kernel},
+                                         {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
+      }
+    }
+    if (kind == kForward) {
+      plan->conv.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DST, ym},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
+    } else if (kind == kInputGrad) {
+      plan->conv.execute(stream, {{DNNL_ARG_DIFF_SRC, xm}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DIFF_DST, ym},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
+    } else {
+      plan->conv.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_WEIGHTS, kernel}, {DNNL_ARG_DIFF_DST, ym},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
+      if (plan->reorder) {
+        memory reorder_scratch(plan->reorder_scratchpad, Engine(), Buffer(2, plan->reorder_scratchpad.get_size()));
+        plan->to_kernel.execute(stream, {{DNNL_ARG_FROM, kernel}, {DNNL_ARG_TO, user},
+                                         {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
+      }
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("cnnjax oneDNN conv: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Kind kind>
+ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                   ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
+  return Run(kind, a, b, out, strides, dilation, pad_lo, pad_hi, threads);
+}
+
+}  // namespace
+
+#define CNNJAX_CONV_HANDLER(name, kind)                                                               \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Handler<kind>,                                                   \
+                                ffi::Ffi::Bind()                                                       \
+                                    .Arg<ffi::AnyBuffer>()                                             \
+                                    .Arg<ffi::AnyBuffer>()                                             \
+                                    .Ret<ffi::AnyBuffer>()                                             \
+                                    .Attr<ffi::Span<const int64_t>>("strides")                        \
+                                    .Attr<ffi::Span<const int64_t>>("dilation")                       \
+                                    .Attr<ffi::Span<const int64_t>>("pad_lo")                         \
+                                    .Attr<ffi::Span<const int64_t>>("pad_hi")                         \
+                                    .Attr<int64_t>("threads"));
+
+CNNJAX_CONV_HANDLER(CnnjaxOnednnConv, kForward)
+CNNJAX_CONV_HANDLER(CnnjaxOnednnConvInputGrad, kInputGrad)
+CNNJAX_CONV_HANDLER(CnnjaxOnednnConvKernelGrad, kKernelGrad)
