@@ -116,8 +116,9 @@ def compiled_stats(fn, *args) -> dict:
         out["compile_s"] = time.perf_counter() - t
         # counted on the CPU lowering of XLA's convolutions: GPU lowerings report no FLOPs for convs (they
         # become cuDNN calls), nor do oneDNN's calls
-        with conv_strategy("lax"):  # a fresh jit: fn's own trace is cached with the strategies it ran with
-            cost = jax.jit(getattr(fn, "__wrapped__", fn)).trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
+        raw = getattr(fn, "__wrapped__", fn)
+        with conv_strategy("lax"):  # a new function: JAX caches fn's trace, made with the strategies it ran with
+            cost = jax.jit(lambda *a: raw(*a)).trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         if cost and cost.get("flops", 0) > 0:
             out["flops"] = float(cost["flops"])

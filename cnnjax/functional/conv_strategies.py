@@ -259,8 +259,30 @@ def _lax_jvp(*args):
 
 
 def onednn_conv(x, w, strides, pads, dilation):
-    """oneDNN's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``, float32 (see :mod:`cnnjax.functional.onednn`)."""
+    """oneDNN's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``, float32 (see :mod:`cnnjax.functional.onednn`).
+
+    With a small contraction (``C_in * prod(k) <= SMALL_CONTRACTION``, first layers) the input gradient
+    is im2col's (see ``_narrow_onednn_jvp``).
+    """
+    args = (tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+    if x.shape[-1] * math.prod(w.shape[:-2]) <= SMALL_CONTRACTION:
+        return _narrow_onednn(x, w, *args)
+    return onednn.conv(x, w, args[0], args[2], args[1])
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _narrow_onednn(x, w, strides, pads, dilation):
     return onednn.conv(x, w, strides, dilation, pads)
+
+
+@functools.partial(_narrow_onednn.defjvp, symbolic_zeros=True)
+def _narrow_onednn_jvp(strides, pads, dilation, primals, tangents):
+    # oneDNN's input gradient into 1-3 channels (a first layer's, which training never asks for; saliency
+    # does) ran 3.7x slower than im2col's; its forward and kernel gradient stay 1.7-6x faster than the others'
+    (x, w), (dx, dw) = primals, tangents
+    return _bilinear_jvp(onednn.conv(x, w, strides, dilation, pads), dx, dw,
+                         lambda: _patch_product(dx, w, strides, pads, dilation, None),
+                         lambda: onednn.conv(x, dw, strides, dilation, pads))
 
 
 def im2col_conv(x, w, strides, pads, dilation, precision):

@@ -19,14 +19,15 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import math
 import importlib.metadata
+import math
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
@@ -179,7 +180,7 @@ ad.defbilinear(_kernel_grad_p,
 
 def _fold(a, axis):
     """``a`` with its vmapped ``axis`` merged into the batch axis 0: ``(B, N, ...)`` -> ``(B * N, ...)``."""
-    a = jax.numpy.moveaxis(a, axis, 0)
+    a = jnp.moveaxis(a, axis, 0)
     return a.reshape(-1, *a.shape[2:])
 
 
@@ -198,7 +199,7 @@ def _batched(p, folds):
             out = p.bind(*args, **params)
             return out.reshape(size, n, *out.shape[1:]), 0
         take = lambda a, d, m: a if d is None else jax.lax.index_in_dim(a, m, d, keepdims=False)  # noqa: E731
-        return jax.numpy.stack([p.bind(*(take(a, d, m) for a, d in zip(args, dims)), **params)
+        return jnp.stack([p.bind(*(take(a, d, m) for a, d in zip(args, dims)), **params)
                                 for m in range(size)]), 0
     return rule
 

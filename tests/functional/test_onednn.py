@@ -55,9 +55,10 @@ def test_values_gradients_and_jvps_equal_xla(xs, ws, kw):
 
 
 @needs_onednn
-@pytest.mark.parametrize("xs, ws, kw", [CASES[2], CASES[3], CASES[6]])
+@pytest.mark.parametrize("xs, ws, kw", [CASES[2], CASES[3], CASES[6], ((2, 6, 6, 8), (3, 3, 8, 4), {"stride": 2})])
 def test_second_derivatives_equal_xla(xs, ws, kw):
-    """Each op's derivatives are the other two ops, so derivatives of any order run on oneDNN."""
+    """Each op's derivatives are the other two ops, so derivatives of any order run on oneDNN (small
+    contractions, the first three cases, take im2col's input gradient)."""
     ours, ref = _pair(kw)
     x, w = _arrays(xs, ws)
     loss = lambda f: (lambda x, w: jnp.sum(jnp.tanh(f(x, w))))  # noqa: E731
@@ -69,12 +70,13 @@ def test_second_derivatives_equal_xla(xs, ws, kw):
 
 
 @needs_onednn
+@pytest.mark.parametrize("c_in", [4, 2])  # 2: a small contraction, with im2col's input gradient
 @pytest.mark.parametrize("in_axes", [(0, None), (None, 0), (0, 0), (1, None)])
-def test_vmap_equals_member_by_member(in_axes):
+def test_vmap_equals_member_by_member(in_axes, c_in):
     """Shared kernels fold the members into the batch; a kernel per member (ensembles) runs member by member."""
     kw = {"stride": 2, "padding": 1}
     ours, ref = _pair(kw)
-    x, w = _arrays((3, 9, 9, 4), (3, 3, 4, 5))
+    x, w = _arrays((3, 9, 9, c_in), (3, 3, c_in, 5))
     xs = jnp.stack([x, -x, 2 * x], axis=in_axes[0]) if in_axes[0] is not None else x
     ws = jnp.stack([w, 0.5 * w, -w]) if in_axes[1] is not None else w
     loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))  # noqa: E731
