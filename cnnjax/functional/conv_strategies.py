@@ -122,6 +122,21 @@ def conv_strategy(strategy: str) -> Iterator[None]:
         _override.pop()
 
 
+_without_onednn: list[bool] = []
+
+
+@contextlib.contextmanager
+def without_onednn() -> Iterator[None]:
+    """Inside the block, ``"auto"`` never picks oneDNN: for programs that XLA partitions across devices,
+    whose partitioner gathers a oneDNN call's operands and runs it whole on every device (XLA's own
+    convolution is partitioned along the batch)."""
+    _without_onednn.append(True)
+    try:
+        yield
+    finally:
+        _without_onednn.pop()
+
+
 def overridden() -> str:
     """The strategy set by the innermost :func:`conv_strategy` block, ``"auto"`` outside any."""
     return _override[-1] if _override else "auto"
@@ -178,7 +193,7 @@ def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[i
     supported = supports_im2col(groups, input_dilation)
     depthwise = is_depthwise(c_in, groups, input_dilation)
     if strategy == "auto":
-        dnnl = supports_onednn(groups, input_dilation, dtype) and onednn.available()
+        dnnl = not _without_onednn and supports_onednn(groups, input_dilation, dtype) and onednn.available()
         return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise, dnnl)
     if strategy == "onednn":
         if not supports_onednn(groups, input_dilation, dtype):

@@ -7,6 +7,7 @@ only dispatches. Metrics accumulate on the device and are read once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cnnjax.functional.conv_strategies import compiler_options
+from cnnjax.functional.conv_strategies import compiler_options, without_onednn
 from cnnjax.train.tasks import Objective
 
 
@@ -134,7 +135,9 @@ def make_train_step(
             y = jax.lax.with_sharding_constraint(y, batch_sharding)
         if augment is not None:
             x = augment(jax.random.fold_in(jax.random.key(state["seed"]), state["step"]), x)
-        (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
+        # a batch split across devices keeps XLA's convolutions, which XLA partitions; it would run oneDNN's whole on each
+        with contextlib.nullcontext() if batch_sharding is None else without_onednn():
+            (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         acc = state["acc"]

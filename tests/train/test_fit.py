@@ -163,7 +163,8 @@ def test_cli_errors_are_one_line(args, message):
 
 @pytest.mark.slow
 def test_mnist1d_cnn_reaches_the_published_accuracy_over_three_seeds(tmp_path):
-    # The mean over seeds 0-2 (measured 0.938, 0.930, 0.932: mean 0.933); no seed may fall far behind.
+    # The mean over seeds 0-2 (measured 0.928, 0.921, 0.914 with oneDNN convs, mean 0.921; 0.938, 0.930, 0.932 on
+    # XLA's: float rounding moves the trajectory); no seed may fall far behind.
     accs = [fit(TrainConfig(seed=s, run_dir=str(tmp_path / f"s{s}")), progress=False).final["test_acc"] for s in range(3)]
     assert np.mean(accs) >= 0.92 and min(accs) >= 0.90, accs
 
