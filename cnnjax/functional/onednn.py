@@ -32,6 +32,8 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
 
+from cnnjax.functional._args import out_size
+
 _SOURCE = Path(__file__).with_name("onednn_conv.cc")
 #: A conv of fewer multiply-adds (batch included) runs on one thread: XLA runs independent ops on its two
 #: threads at once, and OpenMP teams of two on each stalled them (SimpleCNN 233 -> 321 steps/s on one thread,
@@ -135,8 +137,7 @@ _conv_p, _input_grad_p, _kernel_grad_p = (_make(n) for n in _TARGETS)
 
 def _out_shape(x_shape, w_shape, strides, dilation, pads, **_):
     n = len(strides)
-    spatial = [(i + lo + hi - d * (k - 1) - 1) // s + 1
-               for i, k, s, d, (lo, hi) in zip(x_shape[1:-1], w_shape[:n], strides, dilation, pads)]
+    spatial = [out_size(i, lo, hi, k, s, d) for i, k, s, d, (lo, hi) in zip(x_shape[1:-1], w_shape[:n], strides, dilation, pads)]
     return (x_shape[0], *spatial, w_shape[-1])
 
 
