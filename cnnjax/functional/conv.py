@@ -170,7 +170,7 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
         y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
         return _finish(y, b, dtype, batch)
     if strategy == "onednn":
-        return _finish(conv_strategies.onednn_conv(x, w.astype(dtype), strides, pads, dil), b, dtype, batch)
+        return _finish(conv_strategies.onednn_conv(x, w.astype(dtype), strides, pads, dil, groups), b, dtype, batch)
     if strategy == "taps":
         return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil, groups, precision), b, dtype, batch)
     y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)

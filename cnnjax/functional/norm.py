@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.functional import _args
+from cnnjax.functional import _args, onednn, onednn_batch_norm
 
 
 def _stat_dtype(dtype: Any) -> Any:
@@ -50,10 +50,15 @@ def batch_norm(
     momentum: float = 0.9,
     eps: float = 1e-5,
     axis_name: Any = None,
+    residual: jnp.ndarray | None = None,
+    relu: bool = False,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """Batch normalization, pure: returns the output and the new running statistics.
 
-    ``y = (x - mu) / sqrt(var + eps) * scale + bias`` per channel. Training uses the batch's
+    ``y = (x - mu) / sqrt(var + eps) * scale + bias`` per channel, then ``y + residual`` and
+    ``max(y, 0)`` when asked: a ResNet block's ``relu(bn(x) + shortcut)`` is one call, which
+    on the CPU runs as one oneDNN op (forward and backward) instead of several passes over
+    the activations (:mod:`cnnjax.functional.onednn_batch_norm`). Training uses the batch's
     ``mu``/``var`` (biased) over every axis but the last, and updates
     ``running = momentum * running + (1 - momentum) * batch`` (Flax's convention: PyTorch's
     ``momentum=0.1`` is ``momentum=0.9`` here; PyTorch also stores the unbiased variance).
@@ -71,6 +76,8 @@ def batch_norm(
       momentum: running-average decay.
       eps: added to the variance.
       axis_name: optional mapped axis to reduce across.
+      residual: optional array like ``x``, added after the normalisation.
+      relu: apply ``max(., 0)`` last.
 
     Returns:
       ``(y, new_stats)``: ``y`` like ``x``; ``new_stats`` like ``stats``.
@@ -93,17 +100,37 @@ def batch_norm(
         _check_affine(p, (c,), name, fn)
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum}")
+    if residual is not None and jnp.shape(residual) != x.shape:
+        raise ValueError(f"{fn}: residual must have x's shape {tuple(x.shape)}, got residual.shape={jnp.shape(residual)}")
     sd = _stat_dtype(x.dtype)
     scale, bias = _params(sd, (c,), scale, bias)
+    residual = None if residual is None else jnp.asarray(residual).astype(sd)
+    if training and axis_name is None and onednn_batch_norm.supports(x) and onednn.wanted():
+        fused = relu  # oneDNN's call fuses max(., 0), and the residual add only before it
+        y, mean, var = onednn_batch_norm.batch_norm(x, _or(scale, 1.0, c), _or(bias, 0.0, c), eps,
+                                                    residual=residual if fused else None, relu=relu)
+        return (y if fused else _add_relu(y, residual, False)), _running(stats, momentum, mean, var, c)
     if training:
         y, mean, var = _normalize_affine(x.astype(sd), scale, bias, eps, tuple(range(x.ndim - 1)), axis_name)
-        new_stats = {
-            k: (momentum * stats[k] + (1 - momentum) * v.reshape(c)).astype(stats[k].dtype)
-            for k, v in (("mean", mean), ("var", var))
-        }
-        return y.astype(x.dtype), new_stats
+        return _add_relu(y, residual, relu).astype(x.dtype), _running(stats, momentum, mean, var, c)
     mean, var = stats["mean"].astype(sd), stats["var"].astype(sd)
-    return _scale_shift(x.astype(sd) - mean, lax.rsqrt(var + eps), scale, bias).astype(x.dtype), stats
+    y = _scale_shift(x.astype(sd) - mean, lax.rsqrt(var + eps), scale, bias)
+    return _add_relu(y, residual, relu).astype(x.dtype), stats
+
+
+def _add_relu(y, residual, relu):
+    y = y if residual is None else y + residual
+    return jnp.maximum(y, 0) if relu else y
+
+
+def _or(param, value, c):
+    return jnp.full((c,), value, jnp.float32) if param is None else param
+
+
+def _running(stats, momentum, mean, var, c):
+    """``momentum * running + (1 - momentum) * batch`` for the mean and the variance."""
+    return {k: (momentum * stats[k] + (1 - momentum) * v.reshape(c)).astype(stats[k].dtype)
+            for k, v in (("mean", mean), ("var", var))}
 
 
 def _mean(v, axes, axis_name):

@@ -11,11 +11,12 @@ processor, no compiler), :func:`available` says why and cnnjax keeps XLA's convo
 The three ops (forward, input gradient, kernel gradient) are JAX primitives, each bilinear, whose
 derivatives are each other, so ``grad``, ``jvp``, ``linear_transpose`` and derivatives of any
 order work as for ``lax.conv_general_dilated``, and so does ``vmap``.
-Only float32 convs with ``groups=1`` and no input dilation run this way.
+Only float32 convs without input dilation run this way (any ``groups``, depthwise included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -25,6 +26,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +36,10 @@ from jax.interpreters import ad, batching, mlir, xla
 
 from cnnjax.functional._args import out_size
 
-_SOURCE = Path(__file__).with_name("onednn_conv.cc")
+_HERE = Path(__file__).parent
+#: compiled together into one library; the header is theirs
+_SOURCES = (_HERE / "onednn_conv.cc", _HERE / "onednn_batch_norm.cc")
+_HEADER = _HERE / "onednn_common.h"
 #: A conv of fewer multiply-adds (batch included) runs on one thread: XLA runs independent ops on its two
 #: threads at once, and OpenMP teams of two on each stalled them (SimpleCNN 233 -> 321 steps/s on one thread,
 #: ResNet-20 3.9 -> 5.3 on all cores).
@@ -42,6 +47,8 @@ PARALLEL_MACS = 50_000_000
 
 _TARGETS = {"conv": "CnnjaxOnednnConv", "input_grad": "CnnjaxOnednnConvInputGrad",
             "kernel_grad": "CnnjaxOnednnConvKernelGrad"}
+#: every FFI target the library defines: the convolutions' and batch norm's (:mod:`.onednn_batch_norm`)
+_ALL_TARGETS = (*_TARGETS.values(), "CnnjaxOnednnBatchNorm", "CnnjaxOnednnBatchNormGrad")
 
 
 class OnednnUnavailable(RuntimeError):
@@ -51,6 +58,26 @@ class OnednnUnavailable(RuntimeError):
 def available() -> bool:
     """Whether the ``"onednn"`` conv strategy can run: on the CPU backend, with the library built and loaded."""
     return jax.default_backend() == "cpu" and _load() is None
+
+
+_without: list[bool] = []
+
+
+@contextlib.contextmanager
+def without_onednn() -> Iterator[None]:
+    """Inside the block, neither convs (``strategy="auto"``) nor batch norm pick oneDNN: for programs that XLA
+    partitions across devices, whose partitioner gathers a oneDNN call's operands and runs it whole on every
+    device (XLA's own ops are partitioned along the batch)."""
+    _without.append(True)
+    try:
+        yield
+    finally:
+        _without.pop()
+
+
+def wanted() -> bool:
+    """Whether automatic choices may take oneDNN here: it is :func:`available` and no :func:`without_onednn` block is open."""
+    return not _without and available()
 
 
 def unavailable_reason() -> str | None:
@@ -81,8 +108,8 @@ def _build() -> Path:
     include = include.parent if include.name == "dnnl" else include  # .../include/oneapi/dnnl -> .../include
     include = include.parent if include.name == "oneapi" else include
     lib = _wheel_dir("onednn-cpu-gomp", "libdnnl.so")
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(b"|".join([source, jax.__version__.encode(), importlib.metadata.version("jaxlib").encode(),
+    sources = [f.read_bytes() for f in (*_SOURCES, _HEADER)]
+    key = hashlib.sha256(b"|".join([*sources, jax.__version__.encode(), importlib.metadata.version("jaxlib").encode(),
                                     importlib.metadata.version("onednn-cpu-gomp").encode()])).hexdigest()[:16]
     out = _cache_dir() / f"onednn-{key}" / "libcnnjax_onednn.so"
     if out.exists():
@@ -91,34 +118,47 @@ def _build() -> Path:
     cxx = os.environ.get("CXX", "c++")
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two processes may build at once
         part = Path(tmp) / out.name
-        cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w", str(_SOURCE), f"-I{jax.ffi.include_dir()}",
+        cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w", *map(str, _SOURCES), f"-I{jax.ffi.include_dir()}",
                f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", str(part)]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise OnednnUnavailable(f"could not run the C++ compiler {cxx!r} ({e}); set CXX to one") from None
         if done.returncode != 0:
-            raise OnednnUnavailable(f"compiling {_SOURCE.name} failed:\n{' '.join(cmd)}\n{done.stderr[-2000:]}")
+            raise OnednnUnavailable(f"compiling {', '.join(f.name for f in _SOURCES)} failed:\n{' '.join(cmd)}\n{done.stderr[-2000:]}")
         os.replace(part, out)
     return out
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> str | None:
-    """Build (once per machine) and register the FFI targets; the reason on failure, else ``None``."""
+def _library() -> tuple[ctypes.CDLL | None, str | None]:
+    """Build (once per machine) and register the FFI targets: ``(library, None)``, or ``(None, why not)``."""
     try:
         library = ctypes.cdll.LoadLibrary(str(_build()))
     except OnednnUnavailable as e:
-        return str(e)
+        return None, str(e)
     except OSError as e:
-        return f"could not load the compiled oneDNN convolutions: {e}"
-    for target in _TARGETS.values():
+        return None, f"could not load the compiled oneDNN library: {e}"
+    for target in _ALL_TARGETS:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
-    return None
+    return library, None
 
 
-def _geometry_attrs(strides, dilation, pads, threads, **_):
-    return {"strides": np.asarray(strides, np.int64), "dilation": np.asarray(dilation, np.int64),
+def _load() -> str | None:
+    """Why the library cannot be built or loaded, else ``None``."""
+    return _library()[1]
+
+
+def library() -> ctypes.CDLL:
+    """The loaded library, for its plain C functions; raises :class:`OnednnUnavailable` where it cannot load."""
+    lib, reason = _library()
+    if lib is None:
+        raise OnednnUnavailable(reason)
+    return lib
+
+
+def _geometry_attrs(strides, dilation, pads, threads, groups, **_):
+    return {"groups": np.int64(groups), "strides": np.asarray(strides, np.int64), "dilation": np.asarray(dilation, np.int64),
             "pad_lo": np.asarray([p[0] for p in pads], np.int64), "pad_hi": np.asarray([p[1] for p in pads], np.int64),
             "threads": np.int64(threads)}
 
@@ -150,18 +190,19 @@ _input_grad_p.def_abstract_eval(lambda dy, w, *, x_shape, **g: _aval(x_shape, dy
 _kernel_grad_p.def_abstract_eval(lambda x, dy, *, w_shape, **g: _aval(w_shape, x))
 
 
-def conv(x, w, strides, dilation, pads):
-    """oneDNN's ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` -> ``(N, *out, C_out)`` float32 convolution.
+def conv(x, w, strides, dilation, pads, groups=1):
+    """oneDNN's ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)`` -> ``(N, *out, C_out)`` float32 convolution.
 
     ``strides`` and ``dilation`` are per spatial dim, ``pads`` a ``(lo, hi)`` pair per spatial dim
     (explicit, non-negative). The same function as ``lax.conv_general_dilated`` with cnnjax's dimension
-    numbers. Raises :class:`OnednnUnavailable` where :func:`available` is false.
+    numbers and ``feature_group_count=groups``. Raises :class:`OnednnUnavailable` where :func:`available`
+    is false.
     """
     reason = unavailable_reason()
     if reason is not None:
         raise OnednnUnavailable(reason)
     geometry = {"strides": tuple(map(int, strides)), "dilation": tuple(map(int, dilation)),
-                "pads": tuple((int(lo), int(hi)) for lo, hi in pads)}
+                "pads": tuple((int(lo), int(hi)) for lo, hi in pads), "groups": int(groups)}
     macs = math.prod(_out_shape(x.shape, w.shape, **geometry)[:-1]) * math.prod(w.shape)
     return _conv_p.bind(x, w, **geometry, threads=0 if macs >= PARALLEL_MACS else 1)
 

@@ -1,45 +1,32 @@
 // oneDNN convolutions for XLA:CPU as FFI handlers: forward, input gradient and kernel gradient.
 //
-// Layouts are cnnjax's: activations (N, *spatial, C) and kernels (*k, C_in, C_out), 1 to 3 spatial
-// dims, float32, groups = 1. cnnjax.functional.onednn compiles this file once per machine and
+// Layouts are cnnjax's: activations (N, *spatial, C) and kernels (*k, C_in / groups, C_out), 1 to 3
+// spatial dims, float32. cnnjax.functional.onednn compiles this file once per machine and
 // registers the three handlers; see that module for why and when they are used. `threads` is the
 // OpenMP team size of a call (0: all cores): small convs run on the calling thread alone, so XLA's
 // two threads can each run one.
 //
-// Primitives are built once per geometry and kept (building one costs more than running a small
-// conv). Activations are read and written in place; only the kernel is reordered to the layout
-// oneDNN picks, which is small.
+// Activations are read and written in place; only the kernel is reordered to the layout oneDNN
+// picks, which is small.
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
-#include <omp.h>
-
-#include "oneapi/dnnl/dnnl.hpp"
+#include "onednn_common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
+using cnnjax_onednn::Buffer;
+using cnnjax_onednn::Engine;
+using cnnjax_onednn::Stream;
 using dnnl::memory;
 using Dims = memory::dims;
 
 enum Kind { kForward = 0, kInputGrad = 1, kKernelGrad = 2 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-dnnl::stream& Stream() {  // streams are not thread-safe; XLA may run two convs at once
-  thread_local dnnl::stream stream(Engine());
-  return stream;
-}
 
 memory::format_tag ActivationTag(size_t spatial) {
   static const memory::format_tag tags[] = {memory::format_tag::nwc, memory::format_tag::nhwc,
@@ -47,18 +34,21 @@ memory::format_tag ActivationTag(size_t spatial) {
   return tags[spatial - 1];
 }
 
-memory::format_tag KernelTag(size_t spatial) {
+memory::format_tag KernelTag(size_t spatial, bool grouped) {
+  // (*k, C_in / groups, C_out) with C_out ordered group-major: (*k, I, G, O) for oneDNN's grouped weights
   static const memory::format_tag tags[] = {memory::format_tag::wio, memory::format_tag::hwio,
                                             memory::format_tag::dhwio};
-  return tags[spatial - 1];
+  static const memory::format_tag grouped_tags[] = {memory::format_tag::wigo, memory::format_tag::hwigo,
+                                                    memory::format_tag::dhwigo};
+  return grouped ? grouped_tags[spatial - 1] : tags[spatial - 1];
 }
 
-// oneDNN orders dims (N, C, *spatial) and (O, I, *k) whatever the memory layout.
-Dims Logical(ffi::Span<const int64_t> d, bool kernel) {
+// oneDNN orders dims (N, C, *spatial) and (O, I, *k), or (G, O / G, I / G, *k), whatever the memory layout.
+Dims Logical(ffi::Span<const int64_t> d, bool kernel, int64_t groups = 1) {
   size_t r = d.size();
   Dims out;
   if (kernel) {
-    out = {d[r - 1], d[r - 2]};
+    out = groups > 1 ? Dims{groups, d[r - 1] / groups, d[r - 2]} : Dims{d[r - 1], d[r - 2]};
     for (size_t i = 0; i + 2 < r; ++i) out.push_back(d[i]);
   } else {
     out = {d[0], d[r - 1]};
@@ -71,9 +61,10 @@ struct Geometry {
   Dims x, w, y, strides, dilation, pad_lo, pad_hi;
   size_t spatial;
   int threads;  // oneDNN builds and runs a primitive for one thread count
+  int64_t groups;
 
   std::string Key(Kind kind) const {
-    std::string key = std::to_string(kind) + "|" + std::to_string(threads);
+    std::string key = std::to_string(kind) + "|" + std::to_string(threads) + "|" + std::to_string(groups);
     for (const Dims* d : {&x, &w, &y, &strides, &dilation, &pad_lo, &pad_hi}) {
       key += "|";
       for (int64_t v : *d) key += std::to_string(v) + ",";
@@ -82,33 +73,26 @@ struct Geometry {
   }
   memory::desc XDesc() const { return memory::desc(x, memory::data_type::f32, ActivationTag(spatial)); }
   memory::desc YDesc() const { return memory::desc(y, memory::data_type::f32, ActivationTag(spatial)); }
-  memory::desc WDesc() const { return memory::desc(w, memory::data_type::f32, KernelTag(spatial)); }
+  memory::desc WDesc() const { return memory::desc(w, memory::data_type::f32, KernelTag(spatial, groups > 1)); }
   memory::desc WAny() const { return memory::desc(w, memory::data_type::f32, memory::format_tag::any); }
 
   dnnl::convolution_forward::primitive_desc Forward() const {
     return dnnl::convolution_forward::primitive_desc(
         Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, XDesc(), WAny(),
-        YDesc(), strides, dilation, pad_lo, pad_hi, Attr());
-  }
-
-  // Each call brings its own scratchpad: oneDNN's default one is shared by all primitives, and XLA runs
-  // independent convs on two threads at once.
-  static dnnl::primitive_attr Attr() {
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    return attr;
+        YDesc(), strides, dilation, pad_lo, pad_hi, cnnjax_onednn::UserScratchpad());
   }
 };
 
 Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ffi::Span<const int64_t> y,
                       ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
-                      ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
-  static const int all_threads = omp_get_max_threads();  // read before any call below sets it
+                      ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads,
+                      int64_t groups) {
   Geometry g;
-  g.threads = threads > 0 ? static_cast<int>(threads) : all_threads;
+  g.threads = cnnjax_onednn::Threads(threads);
+  g.groups = groups;
   g.spatial = x.size() - 2;
   g.x = Logical(x, false);
-  g.w = Logical(w, true);
+  g.w = Logical(w, true, groups);
   g.y = Logical(y, false);
   g.strides.assign(strides.begin(), strides.end());
   for (int64_t d : dilation) g.dilation.push_back(d - 1);  // oneDNN counts the gaps
@@ -139,21 +123,21 @@ std::shared_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
   } else if (kind == kInputGrad) {
     auto pd = dnnl::convolution_backward_data::primitive_desc(
         Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.WAny(), g.YDesc(), g.strides, g.dilation,
-        g.pad_lo, g.pad_hi, fwd, Geometry::Attr());
+        g.pad_lo, g.pad_hi, fwd, cnnjax_onednn::UserScratchpad());
     plan->conv = dnnl::convolution_backward_data(pd);
     plan->kernel = pd.weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   } else {
     auto pd = dnnl::convolution_backward_weights::primitive_desc(
         Engine(), dnnl::algorithm::convolution_direct, g.XDesc(), g.WAny(), g.YDesc(), g.strides, g.dilation,
-        g.pad_lo, g.pad_hi, fwd, Geometry::Attr());
+        g.pad_lo, g.pad_hi, fwd, cnnjax_onednn::UserScratchpad());
     plan->conv = dnnl::convolution_backward_weights(pd);
     plan->kernel = pd.diff_weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   }
   plan->reorder = plan->kernel != plan->user;
   if (plan->reorder) {
-    dnnl::primitive_attr attr = Geometry::Attr();
+    dnnl::primitive_attr attr = cnnjax_onednn::UserScratchpad();
     auto pd = kind == kKernelGrad ? dnnl::reorder::primitive_desc(Engine(), plan->kernel, Engine(), plan->user, attr)
                                   : dnnl::reorder::primitive_desc(Engine(), plan->user, Engine(), plan->kernel, attr);
     plan->to_kernel = dnnl::reorder(pd);
@@ -163,31 +147,14 @@ std::shared_ptr<Plan> MakePlan(const Geometry& g, Kind kind) {
 }
 
 std::shared_ptr<Plan> GetPlan(const Geometry& g, Kind kind) {
-  static std::mutex mutex;
-  static std::unordered_map<std::string, std::shared_ptr<Plan>> plans;
-  std::string key = g.Key(kind);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = plans.find(key);
-    if (it != plans.end()) return it->second;
-  }
-  auto plan = MakePlan(g, kind);
-  std::lock_guard<std::mutex> lock(mutex);
-  return plans.emplace(key, plan).first->second;
-}
-
-// A buffer of at least `bytes`, one per thread and use, grown as needed (so no allocation per call).
-void* Buffer(int which, size_t bytes) {
-  thread_local std::vector<char> buffers[3];
-  if (buffers[which].size() < bytes) buffers[which].resize(bytes);
-  return buffers[which].data();
+  return cnnjax_onednn::Cached<Plan>(g.Key(kind), [&] { return MakePlan(g, kind); });
 }
 
 // Runs one conv. a is x (forward, kernel gradient) or the output gradient (input gradient); b is the
 // kernel (forward, input gradient) or the output gradient (kernel gradient); out is y, dx or dw.
 ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
                ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
-               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
+               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads, int64_t groups) {
   ffi::Span<const int64_t> x = kind == kInputGrad ? out->dimensions() : a.dimensions();
   ffi::Span<const int64_t> w = kind == kKernelGrad ? out->dimensions() : b.dimensions();
   ffi::Span<const int64_t> y = kind == kForward ? out->dimensions() : kind == kInputGrad ? a.dimensions()
@@ -196,7 +163,7 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
     return ffi::Error::InvalidArgument("cnnjax oneDNN conv: expected (N, *spatial, C) arrays with 1-3 spatial dims");
   }
   try {
-    Geometry g = MakeGeometry(x, w, y, strides, dilation, pad_lo, pad_hi, threads);
+    Geometry g = MakeGeometry(x, w, y, strides, dilation, pad_lo, pad_hi, threads, groups);
     omp_set_num_threads(g.threads);  // this XLA thread's OpenMP teams, for building and running
     auto plan = GetPlan(g, kind);
     auto& stream = Stream();
@@ -238,8 +205,9 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
 template <Kind kind>
 ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
                    ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
-                   ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads) {
-  return Run(kind, a, b, out, strides, dilation, pad_lo, pad_hi, threads);
+                   ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t threads,
+                   int64_t groups) {
+  return Run(kind, a, b, out, strides, dilation, pad_lo, pad_hi, threads, groups);
 }
 
 }  // namespace
@@ -254,7 +222,8 @@ ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
                                     .Attr<ffi::Span<const int64_t>>("dilation")                       \
                                     .Attr<ffi::Span<const int64_t>>("pad_lo")                         \
                                     .Attr<ffi::Span<const int64_t>>("pad_hi")                         \
-                                    .Attr<int64_t>("threads"));
+                                    .Attr<int64_t>("threads")                                         \
+                                    .Attr<int64_t>("groups"));
 
 CNNJAX_CONV_HANDLER(CnnjaxOnednnConv, kForward)
 CNNJAX_CONV_HANDLER(CnnjaxOnednnConvInputGrad, kInputGrad)

@@ -9,7 +9,7 @@ from cnnjax.nn.antialias import APSPool, BlurPool
 from cnnjax.nn.conv import Conv, ConvTranspose, default_bias_init, default_kernel_init
 from cnnjax.nn.misc import Dropout, Flatten, Identity, PixelShuffle, Upsample
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
-from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer
+from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 
 __all__ = [
@@ -40,5 +40,6 @@ __all__ = [
     "Upsample",
     "default_bias_init",
     "norm_layer",
+    "norm_relu",
     "default_kernel_init",
 ]

@@ -47,13 +47,16 @@ class BatchNorm(nnx.Module):
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.use_running_average, self.axis_name, self.dtype = use_running_average, axis_name, dtype
 
-    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, residual: jax.Array | None = None,
+                 relu: bool = False) -> jax.Array:
+        """``bn(x)``, then ``+ residual`` and ``max(., 0)`` when asked, fused (see :func:`norm_relu`)."""
         eval_mode = self.use_running_average if use_running_average is None else use_running_average
         if self.dtype is not None:
             x = x.astype(self.dtype)
         y, stats = self._normalize(
             x, _value(self.scale), _value(self.bias), {"mean": self.mean[...], "var": self.var[...]},
             training=not eval_mode, momentum=self.momentum, eps=self.eps, axis_name=self.axis_name,
+            residual=residual, relu=relu,
         )
         if not eval_mode:
             self.mean[...], self.var[...] = stats["mean"], stats["var"]
@@ -139,6 +142,24 @@ class LocalResponseNorm(nnx.Module):
 
 
 NORM_KINDS = ("batch", "group", "layer", "instance", "none")
+
+
+def norm_relu(norm: nnx.Module, x: jax.Array, residual: jax.Array | None = None) -> jax.Array:
+    """``relu(norm(x) + residual)`` (``residual`` optional), the tail of a ResNet block.
+
+    With a :class:`BatchNorm` this is one call of :func:`cnnjax.functional.batch_norm`, which on the
+    CPU runs the normalisation, the add and the ReLU as one oneDNN op forward and one backward;
+    any other layer (``norm_layer``'s ablations, :class:`Identity`) runs as written.
+
+    Example:
+      >>> x = jnp.ones((2, 4, 4, 8))
+      >>> norm_relu(BatchNorm(8), x, residual=x).shape
+      (2, 4, 4, 8)
+    """
+    if isinstance(norm, BatchNorm):
+        return norm(x, residual=residual, relu=True)
+    y = norm(x)
+    return jax.nn.relu(y if residual is None else y + residual)
 
 
 def norm_layer(kind: str, num_features: int, *, spatial_dims: int, num_groups: int = 8) -> nnx.Module:

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cnnjax.functional.conv_strategies import compiler_options, without_onednn
+from cnnjax.functional.conv_strategies import compiler_options
+from cnnjax.functional.onednn import without_onednn
 from cnnjax.train.tasks import Objective
 
 

@@ -225,7 +225,7 @@ def test_taps_kernel_gradient_over_batch_chunks_equals_lax(monkeypatch, chunk_im
     np.testing.assert_allclose(only_w, jax.grad(lambda w: jnp.sum(jnp.sin(f("lax")(w))))(w), rtol=1e-5, atol=1e-5)
 
 
-def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
+def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu_without_onednn():
     x, w, _ = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
     with pytest.raises(ValueError, match="strategy='taps' is for depthwise convs.*groups=2"):
         conv(x, w, groups=2, strategy="taps")
@@ -233,8 +233,12 @@ def test_taps_is_only_for_depthwise_and_is_chosen_for_them_on_cpu():
         conv(x, jnp.ones((3, 3, 4, 2)), strategy="taps")  # a dense conv with a contraction of 36
     assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "taps"
     assert conv_strategies._auto("gpu", 4, (3, 3), (1, 1), (8, 8), False, True) == "lax"
+    cpu_choice = "onednn" if onednn.available() else "taps"  # oneDNN's depthwise kernels where they run
     assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), (8, 8), "conv") == (
-        "taps" if jax.default_backend() == "cpu" else "lax")
+        cpu_choice if jax.default_backend() == "cpu" else "lax")
+    with onednn.without_onednn():
+        assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (1, 1), (8, 8), "conv") == (
+            "taps" if jax.default_backend() == "cpu" else "lax")
     assert conv_strategies.resolve("auto", 4, (3, 3), (1, 1), 4, (2, 2), (8, 8), "conv") == "lax"  # input-dilated
 
 

@@ -21,6 +21,12 @@ CASES = [
     ((2, 6, 6, 16), (1, 1, 16, 8), {"stride": 2}),
     ((1, 5, 6, 4, 2), (2, 3, 2, 2, 3), {"stride": (1, 2, 1), "padding": "SAME"}),
     ((4, 8, 8, 16), (3, 3, 16, 16), {"padding": 1}),
+    # grouped and depthwise (groups == C_in), in 1-D, 2-D and 3-D
+    ((2, 9, 9, 6), (3, 3, 1, 6), {"groups": 6, "padding": 1}),
+    ((2, 9, 9, 6), (3, 3, 2, 12), {"groups": 3, "stride": 2}),
+    ((2, 9, 9, 4), (3, 3, 1, 8), {"groups": 4, "dilation": 2, "padding": "SAME"}),
+    ((2, 11, 6), (3, 1, 6), {"groups": 6}),
+    ((1, 5, 5, 5, 4), (3, 3, 3, 1, 4), {"groups": 4, "padding": "SAME"}),
 ]
 
 
@@ -108,7 +114,8 @@ def test_repeated_runs_are_bit_identical():
 def test_auto_rule_takes_onednn_on_cpu_where_available(c_in, kernel, strides, out, expected):
     assert conv_strategies._auto("cpu", c_in, kernel, strides, out, True, False, True) == expected
     assert conv_strategies._auto("gpu", c_in, kernel, strides, out, True, False, True) == "lax"
-    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, True) == "taps"  # depthwise
+    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, True) == "onednn"  # depthwise
+    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, False) == "taps"  # ... without oneDNN
 
 
 @needs_onednn
@@ -118,12 +125,12 @@ def test_auto_picks_onednn_for_float32_dense_convs_only():
     assert conv_strategies.resolve("auto", *args, jnp.float32) == expected
     assert conv_strategies.resolve("auto", *args, jnp.bfloat16) != "onednn"
     assert conv_strategies.resolve("auto", 16, (3, 3), (1, 1), 2, (1, 1), (8, 8), "conv", jnp.float32) == "lax"  # grouped
+    assert conv_strategies.resolve("auto", 16, (3, 3), (1, 1), 16, (1, 1), (8, 8), "conv", jnp.float32) == (
+        "onednn" if expected == "onednn" else "lax")  # depthwise
 
 
 def test_ineligible_convs_are_clear_errors():
     x, w = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
-    with pytest.raises(ValueError, match=r"strategy='onednn' needs groups=1.*got groups=2"):
-        conv(x, w, groups=2, strategy="onednn")
     with pytest.raises(ValueError, match=r"strategy='onednn' needs .*float32.*dtype=bfloat16"):
         conv(x.astype(jnp.bfloat16), w[:, :, :1].repeat(4, 2).astype(jnp.bfloat16), strategy="onednn")
     with pytest.raises(ValueError, match=r"strategy='onednn' needs .*got .*input_dilation=\(2, 2\)"):
@@ -151,7 +158,7 @@ def test_a_failed_compile_is_reported_with_the_compiler_output(monkeypatch, tmp_
         pytest.skip(f"oneDNN unavailable: {onednn.unavailable_reason()}")
     monkeypatch.setenv("CNNJAX_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
-    with pytest.raises(onednn.OnednnUnavailable, match=r"compiling onednn_conv.cc failed"):
+    with pytest.raises(onednn.OnednnUnavailable, match=r"compiling onednn_conv.cc, onednn_batch_norm.cc failed"):
         onednn._build()
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.raises(onednn.OnednnUnavailable, match=r"could not run the C\+\+ compiler"):

@@ -159,3 +159,25 @@ def test_norm_layer_none_is_the_identity_and_bad_kinds_are_named():
     assert nn.norm_layer("none", 1, spatial_dims=1)(x) is x
     with pytest.raises(ValueError, match=r"norm_layer: kind must be one of \('batch', 'group', 'layer', 'instance', 'none'\), got kind='weight'"):
         nn.norm_layer("weight", 4, spatial_dims=2)
+
+
+@pytest.mark.parametrize("kind", ["batch", "group", "none"])
+def test_norm_relu_is_relu_of_norm_plus_residual(kind, rng):
+    """BatchNorm fuses the add and ReLU into its op (oneDNN's on the CPU); other layers run them after."""
+    x = jnp.asarray(rng.normal(size=(4, 5, 5, 8)), jnp.float32)
+    r = jnp.asarray(rng.normal(size=(4, 5, 5, 8)), jnp.float32)
+    a, b = nn.norm_layer(kind, 8, spatial_dims=2), nn.norm_layer(kind, 8, spatial_dims=2)
+    for residual in (None, r):
+        fused = nn.norm_relu(a, x, residual=residual)
+        plain = b(x)
+        np.testing.assert_allclose(fused, jax.nn.relu(plain if residual is None else plain + r), rtol=1e-5, atol=1e-5)
+    if kind == "batch":  # the fused call updates the running statistics as the plain one does
+        np.testing.assert_allclose(a.mean[...], b.mean[...], rtol=1e-6, atol=1e-7)
+
+
+def test_group_batch_norm_takes_residual_and_relu(rng):
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 12)), jnp.float32)
+    bn = nn.GroupBatchNorm(3, group="p4")
+    y = bn(x, residual=-x, relu=True)
+    expect = jax.nn.relu(nn.GroupBatchNorm(3, group="p4")(x) - x)
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
