@@ -12,7 +12,9 @@ forward and backward on a (64, 64, 32, 32) batch: 7.1-7.4 -> 2.9-3.0 ms).
 
 :func:`keep_freed_memory` runs when ``cnnjax`` is imported, before JAX starts its threads (the arena
 limit only reaches threads that have not allocated yet). ``CNNJAX_KEEP_HOST_MEMORY=0`` in the
-environment leaves glibc's defaults. The cost: the process keeps its peak host memory.
+environment leaves glibc's defaults. The cost: the process keeps its peak host memory, and the heap
+grows by a few temporaries' worth over the first steps (a freed block does not always fit the next
+request) before every step is served from memory it already has.
 """
 
 from __future__ import annotations
