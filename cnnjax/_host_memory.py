@@ -29,9 +29,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 def keep_freed_memory() -> bool:
     """Set glibc's allocator to reuse freed memory (see the module docstring); whether it was set."""
-    if os.environ.get("CNNJAX_KEEP_HOST_MEMORY", "1") == "0" or platform.system() != "Linux":
-        return False
-    if not platform.libc_ver()[0] == "glibc":
+    if (os.environ.get("CNNJAX_KEEP_HOST_MEMORY", "1") == "0" or platform.system() != "Linux"
+            or platform.libc_ver()[0] != "glibc"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -188,7 +188,8 @@ def group_pool(x: jnp.ndarray, group: str = "p4", reduce: str = "max") -> jnp.nd
 
 
 def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarray | None,
-                     stats: dict[str, jnp.ndarray], *, group: str = "p4", **bn_args: Any):
+                     stats: dict[str, jnp.ndarray], *, group: str = "p4", residual: jnp.ndarray | None = None,
+                     **bn_args: Any):
     """Batch norm of a regular group map with one mean/var/scale/bias per field, shared over the group axis.
 
     Sharing the statistics over ``h`` is what keeps the layer equivariant (per-channel
@@ -197,12 +198,17 @@ def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarra
     Args:
       x: ``(*batch, *spatial, C * |G|)``.
       scale, bias: ``(C,)`` or None; stats: ``{"mean": (C,), "var": (C,)}``.
-      **bn_args: ``training``, ``momentum``, ``eps``, ``axis_name``.
+      residual: optional array like ``x``, added after the normalisation.
+      **bn_args: ``training``, ``momentum``, ``eps``, ``axis_name``, ``relu``.
 
     Returns:
       ``(y, new_stats)``, ``y`` shaped like ``x``.
     """
-    f = jnp.swapaxes(_fields(x, group, "group_batch_norm"), -1, -2)
-    y, new = batch_norm(f, scale, bias, stats, **bn_args)
+    if residual is not None and jnp.shape(residual) != x.shape:
+        raise ValueError(f"group_batch_norm: residual must have x's shape {tuple(x.shape)}, "
+                         f"got residual.shape={jnp.shape(residual)}")
+    fields = lambda a: jnp.swapaxes(_fields(a, group, "group_batch_norm"), -1, -2)  # noqa: E731
+    y, new = batch_norm(fields(x), scale, bias, stats, residual=None if residual is None else fields(residual),
+                        **bn_args)
     return jnp.swapaxes(y, -1, -2).reshape(x.shape), new
 

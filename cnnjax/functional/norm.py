@@ -106,10 +106,11 @@ def batch_norm(
     scale, bias = _params(sd, (c,), scale, bias)
     residual = None if residual is None else jnp.asarray(residual).astype(sd)
     if training and axis_name is None and onednn_batch_norm.supports(x) and onednn.wanted():
-        fused = relu  # oneDNN's call fuses max(., 0), and the residual add only before it
         y, mean, var = onednn_batch_norm.batch_norm(x, _or(scale, 1.0, c), _or(bias, 0.0, c), eps,
-                                                    residual=residual if fused else None, relu=relu)
-        return (y if fused else _add_relu(y, residual, False)), _running(stats, momentum, mean, var, c)
+                                                    residual=residual if relu else None, relu=relu)
+        if not relu:  # oneDNN's call fuses the residual add only before a ReLU
+            y = _add_relu(y, residual, False)
+        return y, _running(stats, momentum, mean, var, c)
     if training:
         y, mean, var = _normalize_affine(x.astype(sd), scale, bias, eps, tuple(range(x.ndim - 1)), axis_name)
         return _add_relu(y, residual, relu).astype(x.dtype), _running(stats, momentum, mean, var, c)

@@ -168,12 +168,16 @@ def supports(x) -> bool:
 
 
 def _workspace_bytes(x, eps, mode) -> int:
-    n, c, s = x.shape[0], x.shape[-1], math.prod(x.shape[1:-1])
+    return _workspace_bytes_for(x.shape[0], x.shape[-1], math.prod(x.shape[1:-1]), eps, mode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _workspace_bytes_for(n, c, s, eps, mode) -> int:
     fn = onednn.library().CnnjaxOnednnBatchNormWorkspace
     fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int64]
-    got = fn(n, c, s, eps, mode)
+    got = fn(n, c, s, eps, mode)  # asks oneDNN for the primitive's description: once per shape
     if got < 0:
-        raise onednn.OnednnUnavailable(f"oneDNN has no batch norm for x.shape={tuple(x.shape)}")
+        raise onednn.OnednnUnavailable(f"oneDNN has no batch norm for (N, C, S)={(n, c, s)}")
     return max(int(got), 1)
 
 

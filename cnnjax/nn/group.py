@@ -100,10 +100,8 @@ class GroupBatchNorm(BatchNorm):
         super().__init__(num_features, **kwargs)
         self.group = group
 
-    def _normalize(self, x, scale, bias, stats, *, residual=None, relu=False, **kwargs):
-        y, stats = F.group_batch_norm(x, scale, bias, stats, group=self.group, **kwargs)
-        y = y if residual is None else y + residual
-        return (jax.nn.relu(y) if relu else y), stats
+    def _normalize(self, x, scale, bias, stats, **kwargs):
+        return F.group_batch_norm(x, scale, bias, stats, group=self.group, **kwargs)
 
 
 class GroupPool(nnx.Module):
