@@ -110,15 +110,19 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
             rm, rv = torch.zeros(64, device=dev), torch.ones(64, device=dev)
             tt = lambda: _torch_backward(torch, tf.batch_norm(tx_, rm, rv, ts, tb, training=True))  # noqa: E731
         cases.append(("batch norm (training), 64ch 32x32", None, jx, tt))
-        x = jnp.asarray(rng.normal(size=(64, 16, 16, 64)), jnp.float32)
-        w = jnp.asarray(0.1 * rng.normal(size=(2, 2, 64, 32)), jnp.float32)
-        jx = _jax_fwd_bwd(lambda x, w: F.conv_transpose(x, w, stride=2), x, w)
-        tt = None
-        if torch:
-            tx_ = torch.randn(64, 64, 16, 16, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
-            tw = (0.1 * torch.randn(64, 32, 2, 2, device=dev)).requires_grad_()
-            tt = lambda: _torch_backward(torch, tf.conv_transpose2d(tx_, tw, stride=2))  # noqa: E731
-        cases.append(("conv_transpose 64->32 2x2 s2, 16x16", 3 * 2 * 64 * 32 * 32 * 64 * 32, jx, tt))
+        # the U-Net's up-convolution, and DCGAN's / FCN's overlapping one
+        for k, pad in ((2, 0), (4, 1)):
+            x = jnp.asarray(rng.normal(size=(64, 16, 16, 64)), jnp.float32)
+            w = jnp.asarray(0.1 * rng.normal(size=(k, k, 64, 32)), jnp.float32)
+            jx = _jax_fwd_bwd(lambda x, w, p=pad: F.conv_transpose(x, w, stride=2, padding=p), x, w)
+            tt = None
+            if torch:
+                tx_ = torch.randn(64, 64, 16, 16, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
+                tw = (0.1 * torch.randn(64, 32, k, k, device=dev)).requires_grad_()
+                tt = (lambda tx_=tx_, tw=tw, p=pad:  # noqa: E731
+                      _torch_backward(torch, tf.conv_transpose2d(tx_, tw, stride=2, padding=p)))
+            label = f"conv_transpose 64->32 {k}x{k} s2" + (f" p{pad}" if pad else "") + ", 16x16"
+            cases.append((label, 3 * 2 * 64 * 16 * 16 * k * k * 64 * 32, jx, tt))
     for label, flops, jx, tt in cases:
         for fw, run, sync in (("cnnjax", jx, jax_sync), ("torch", tt, torch_sync)):
             if run is None:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional import _args, conv_strategies
+from cnnjax.functional import _args, conv_strategies, onednn
 from cnnjax.functional.padding import pad_spatial
 
 def flatten_batch(x: jnp.ndarray, n: int) -> tuple[jnp.ndarray, tuple[int, ...]]:
@@ -248,6 +248,9 @@ def conv_transpose(
         raise ValueError(f"{fn}: padding={pad} leaves an empty output {size} for input {tuple(x.shape)}")
 
     dtype = jnp.result_type(x, w)
+    if _onednn_transposes(n, strides, out_pad, dtype):
+        x, batch = flatten_batch(x.astype(dtype), n)
+        return _finish(_onednn_conv_transpose(x, w.astype(dtype), strides, pad, dil, groups, size), b, dtype, batch)
     if _tiles_output(kernel, strides, pad, out_pad, dil, groups):
         x, batch = flatten_batch(x.astype(dtype), n)
         return _finish(_tiled_conv_transpose(x, w.astype(dtype), precision), b, dtype, batch)
@@ -260,6 +263,26 @@ def conv_transpose(
     x, batch = flatten_batch(x.astype(dtype), n)
     y = conv_strategies.lax_conv(x, wf.astype(dtype), (1,) * n, pads, strides, dil, g, precision)
     return _finish(y, b, dtype, batch)
+
+
+def _onednn_transposes(n, strides, out_pad, dtype) -> bool:
+    """oneDNN's backward-data convolution computes this transposed conv (float32, 1-3 spatial dims, on CPU).
+
+    Forward+backward it ran 1.3-2.1x faster than the tiled matrix product below for U-Net-like 2x2 stride-2
+    up-convolutions, and than XLA's input-dilated convolution by far more. ``output_padding`` must stay below
+    the stride: the conv it transposes then pads both sides by ``padding``.
+    """
+    return (conv_strategies.overridden() in ("auto", "onednn") and 1 <= n <= 3 and jnp.dtype(dtype) == jnp.float32
+            and all(op < s for op, s in zip(out_pad, strides)) and onednn.wanted())
+
+
+def _onednn_conv_transpose(x, w, strides, pad, dil, groups, size):
+    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out/g)`` -> ``(N, *size, C_out)``: the input gradient of the conv
+    from ``(N, *size, C_out)`` to ``x``'s shape, whose kernel is ``w``'s (*k, C_out/g, C_in) (blocks of ``C_in``)."""
+    n = w.ndim - 2
+    kernel, c_in, c_out_g = w.shape[:n], w.shape[-2], w.shape[-1]
+    k = jnp.moveaxis(w.reshape(*kernel, groups, c_in // groups, c_out_g), n + 2, n).reshape(*kernel, c_out_g, c_in)
+    return onednn.conv_input_grad(x, k, (x.shape[0], *size, c_out_g * groups), strides, dil, [(p, p) for p in pad], groups)
 
 
 def _tiles_output(kernel, strides, pad, out_pad, dil, groups) -> bool:

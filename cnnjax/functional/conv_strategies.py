@@ -105,7 +105,7 @@ def conv_strategy(strategy: str) -> Iterator[None]:
     """Use ``strategy`` for every ``conv`` traced inside the block that does not name its own.
 
     ``"lax"`` also keeps :func:`~cnnjax.functional.conv_transpose` on XLA's convolution (no
-    tiled matrix product on CPU), so the traced graph holds ``conv_general_dilated`` for every
+    oneDNN or tiled matrix product on CPU), so the traced graph holds ``conv_general_dilated`` for every
     conv: what jaxpr readers such as ``cnnjax.inspect.receptive_field`` follow.
 
     Example:

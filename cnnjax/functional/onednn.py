@@ -201,10 +201,36 @@ def conv(x, w, strides, dilation, pads, groups=1):
     reason = unavailable_reason()
     if reason is not None:
         raise OnednnUnavailable(reason)
-    geometry = {"strides": tuple(map(int, strides)), "dilation": tuple(map(int, dilation)),
-                "pads": tuple((int(lo), int(hi)) for lo, hi in pads), "groups": int(groups)}
+    geometry = _geometry(strides, dilation, pads, groups)
     macs = math.prod(_out_shape(x.shape, w.shape, **geometry)[:-1]) * math.prod(w.shape)
-    return _conv_p.bind(x, w, **geometry, threads=0 if macs >= PARALLEL_MACS else 1)
+    return _conv_p.bind(x, w, **geometry, threads=_threads(macs))
+
+
+def conv_input_grad(dy, w, x_shape, strides, dilation, pads, groups=1):
+    """The transpose of :func:`conv` in its input: ``(N, *out, C_out)`` x ``(*k, C_in / groups, C_out)`` ->
+    ``x_shape`` ``(N, *spatial, C_in)``, oneDNN's backward-data convolution.
+
+    It is a transposed convolution (``conv_transpose``) of ``dy``; ``x_shape`` picks the output size among
+    those ``conv`` maps to ``dy``'s. Differentiable to any order, as :func:`conv` is.
+    """
+    reason = unavailable_reason()
+    if reason is not None:
+        raise OnednnUnavailable(reason)
+    geometry = _geometry(strides, dilation, pads, groups)
+    if _out_shape(x_shape, w.shape, **geometry) != tuple(dy.shape):
+        raise ValueError(f"conv_input_grad: a conv of x_shape={tuple(x_shape)} with w.shape={tuple(w.shape)} and "
+                         f"{geometry} gives {_out_shape(x_shape, w.shape, **geometry)}, not dy.shape={tuple(dy.shape)}")
+    macs = math.prod(dy.shape[:-1]) * math.prod(w.shape)
+    return _input_grad_p.bind(dy, w, x_shape=tuple(map(int, x_shape)), **geometry, threads=_threads(macs))
+
+
+def _geometry(strides, dilation, pads, groups):
+    return {"strides": tuple(map(int, strides)), "dilation": tuple(map(int, dilation)),
+            "pads": tuple((int(lo), int(hi)) for lo, hi in pads), "groups": int(groups)}
+
+
+def _threads(macs: int) -> int:
+    return 0 if macs >= PARALLEL_MACS else 1
 
 
 # Each op is bilinear and its transposes are the other two: y = conv(x, w), dx = input_grad(dy, w),

@@ -1,4 +1,5 @@
-"""conv_transpose: golden value, scatter reference, PyTorch, shape inverse and VJP properties."""
+"""conv_transpose: golden value, scatter reference, PyTorch, shape inverse and VJP properties, and the CPU paths
+(oneDNN's backward-data convolution, the tiled matrix product) against XLA's input-dilated convolution."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnjax.functional import conv, conv_output_size, conv_transpose, conv_transpose_output_size
+from cnnjax.functional import conv, conv_output_size, conv_strategy, conv_transpose, conv_transpose_output_size, onednn
 from tests.functional import reference as ref
 
 
@@ -121,6 +122,8 @@ def test_tiled_path_equals_the_general_form(monkeypatch, xs, ws):
     rng = np.random.default_rng(0)
     x, w, b = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in (xs, ws, ws[-1:]))
     stride = ws[:-2]
+    # oneDNN, where it runs, comes first (tested below)
+    monkeypatch.setattr(conv_module, "_onednn_transposes", lambda *a: False)
     assert conv_module._tiles_output(stride, stride, (0,) * len(stride), (0,) * len(stride), (1,) * len(stride), 1) == (
         jax.default_backend() == "cpu")
     f = lambda x, w, b: conv_transpose(x, w, b, stride=stride)
@@ -132,3 +135,36 @@ def test_tiled_path_equals_the_general_form(monkeypatch, xs, ws):
     for g_fast, g_general in zip(fast_grads, jax.grad(loss, argnums=(0, 1, 2))(x, w, b)):
         np.testing.assert_allclose(g_fast, g_general, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(jax.jit(f)(x, w, b), fast, rtol=1e-6)
+
+
+@pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((2, 5, 4, 3), (2, 2, 3, 5), {"stride": 2}),  # the U-Net's up-convolution
+    ((2, 5, 4, 4), (4, 4, 4, 3), {"stride": 2, "padding": 1}),  # DCGAN's and FCN's
+    ((2, 5, 4, 4), (3, 3, 4, 2), {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2}),
+    ((2, 4, 6, 4), (3, 2, 4, 3), {"stride": (3, 1), "padding": (4, 0), "dilation": (1, 2)}),  # crops past the kernel
+    ((3, 7, 2), (3, 2, 4), {"stride": 3, "output_padding": 2}),
+    ((1, 2, 3, 2, 2), (2, 1, 3, 2, 3), {"stride": (2, 1, 2), "dilation": (1, 2, 1)}),
+    ((2, 5, 5, 6), (3, 3, 6, 1), {"stride": 2, "groups": 6}),  # depthwise
+])
+def test_onednn_path_equals_xla(xs, ws, kw):
+    """On CPU float32 convs transpose through oneDNN's backward-data primitive: the values, gradients, a
+    second derivative and vmap must equal XLA's input-dilated convolution (``conv_strategy("lax")``)."""
+    rng = np.random.default_rng(0)
+    x, w = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in (xs, ws))
+    b = jnp.asarray(rng.normal(size=(ws[-1] * kw.get("groups", 1),)), jnp.float32)
+    ct = jnp.asarray(rng.normal(size=conv_transpose(x, w, b, **kw).shape), jnp.float32)
+
+    def results(jaxpr_has_onednn):
+        f = lambda x, w, b: conv_transpose(x, w, b, **kw)  # a fresh function: JAX caches traces by function
+        assert ("onednn_input_grad" in str(jax.make_jaxpr(f)(x, w, b))) == jaxpr_has_onednn
+        loss = lambda *a: jnp.sum(f(*a) * ct)
+        curvature = jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w, b) ** 2))(w)
+        return [jax.jit(f)(x, w, b), *jax.grad(loss, argnums=(0, 1, 2))(x, w, b), curvature,
+                jax.vmap(f, in_axes=(0, None, None))(x[:, None], w, b)[:, 0]]
+
+    got = results(True)
+    with conv_strategy("lax"):
+        expected = results(False)
+    for g, want in zip(got, expected):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
