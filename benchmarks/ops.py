@@ -108,7 +108,9 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
             tx_ = torch.randn(64, 64, 32, 32, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
             ts, tb = torch.ones(64, device=dev, requires_grad=True), torch.zeros(64, device=dev, requires_grad=True)
             rm, rv = torch.zeros(64, device=dev), torch.ones(64, device=dev)
-            tt = lambda: _torch_backward(torch, tf.batch_norm(tx_, rm, rv, ts, tb, training=True))  # noqa: E731
+            # arguments bound now: the names are reused below, and a closure would time the later tensors
+            tt = (lambda tx_=tx_, rm=rm, rv=rv, ts=ts, tb=tb:  # noqa: E731
+                  _torch_backward(torch, tf.batch_norm(tx_, rm, rv, ts, tb, training=True)))
         cases.append(("batch norm (training), 64ch 32x32", None, jx, tt))
         # the U-Net's up-convolution, and DCGAN's / FCN's overlapping one
         for k, pad in ((2, 0), (4, 1)):
