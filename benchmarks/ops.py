@@ -90,14 +90,18 @@ def op_rows(quick: bool = False, repeats: int = 5) -> list[dict]:
         jx = _jax_fwd_bwd(lambda x, w, s=(stride,) * n, p=pad, g=groups: F.conv(x, w, stride=s, padding=p, groups=g), x, w)
         tt = _torch_conv(torch, tf, xs, ws, stride, pad, groups, dev) if torch else None
         cases.append((label, flops, jx, tt))
-    pools = [("max pool 2x2, 64ch 32x32", F.max_pool, "max_pool2d"), ("avg pool 2x2, 64ch 32x32", F.avg_pool, "avg_pool2d")]
-    for label, fn, tname in pools[:1] if quick else pools:
-        x = jnp.asarray(rng.normal(size=(64, 32, 32, 64)), jnp.float32)
-        jx = _jax_fwd_bwd(lambda x, fn=fn: fn(x, (2, 2)), x)
+    # (label, function, torch's, (N, H, C), window, stride, padding)
+    pools = [("max pool 2x2, 64ch 32x32", F.max_pool, "max_pool2d", (64, 32, 64), 2, 2, 0),
+             ("avg pool 2x2, 64ch 32x32", F.avg_pool, "avg_pool2d", (64, 32, 64), 2, 2, 0),
+             ("max pool 3x3 s2 p1, 64ch 112x112 (ResNet stem)", F.max_pool, "max_pool2d", (8, 112, 64), 3, 2, 1)]
+    for label, fn, tname, (n, h, c), k, st, pad in pools[:1] if quick else pools:
+        x = jnp.asarray(rng.normal(size=(n, h, h, c)), jnp.float32)
+        jx = _jax_fwd_bwd(lambda x, fn=fn, k=k, st=st, pad=pad: fn(x, (k, k), st, pad), x)
         tt = None
         if torch:
-            tx_ = torch.randn(64, 64, 32, 32, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
-            tt = (lambda tx_=tx_, tname=tname: _torch_backward(torch, getattr(tf, tname)(tx_, 2)))
+            tx_ = torch.randn(n, c, h, h, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
+            tt = (lambda tx_=tx_, tname=tname, k=k, st=st, pad=pad:  # noqa: E731
+                  _torch_backward(torch, getattr(tf, tname)(tx_, k, st, pad)))
         cases.append((label, None, jx, tt))
     if not quick:
         x = jnp.asarray(rng.normal(size=(64, 32, 32, 64)), jnp.float32)

@@ -105,8 +105,9 @@ def conv_strategy(strategy: str) -> Iterator[None]:
     """Use ``strategy`` for every ``conv`` traced inside the block that does not name its own.
 
     ``"lax"`` also keeps :func:`~cnnjax.functional.conv_transpose` on XLA's convolution (no
-    oneDNN or tiled matrix product on CPU), so the traced graph holds ``conv_general_dilated`` for every
-    conv: what jaxpr readers such as ``cnnjax.inspect.receptive_field`` follow.
+    oneDNN or tiled matrix product on CPU) and :func:`~cnnjax.functional.max_pool` on ``reduce_window``
+    (no oneDNN pooling), so the traced graph holds ``conv_general_dilated`` for every conv and
+    ``reduce_window`` for every pool: what jaxpr readers such as ``cnnjax.inspect.receptive_field`` follow.
 
     Example:
       >>> x, w = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))

@@ -38,7 +38,7 @@ from cnnjax.functional._args import out_size
 
 _HERE = Path(__file__).parent
 #: compiled together into one library; the header is theirs
-_SOURCES = (_HERE / "onednn_conv.cc", _HERE / "onednn_batch_norm.cc")
+_SOURCES = (_HERE / "onednn_conv.cc", _HERE / "onednn_batch_norm.cc", _HERE / "onednn_max_pool.cc")
 _HEADER = _HERE / "onednn_common.h"
 #: A conv of fewer multiply-adds (batch included) runs on one thread: XLA runs independent ops on its two
 #: threads at once, and OpenMP teams of two on each stalled them (SimpleCNN 233 -> 321 steps/s on one thread,
@@ -47,8 +47,10 @@ PARALLEL_MACS = 50_000_000
 
 _TARGETS = {"conv": "CnnjaxOnednnConv", "input_grad": "CnnjaxOnednnConvInputGrad",
             "kernel_grad": "CnnjaxOnednnConvKernelGrad"}
-#: every FFI target the library defines: the convolutions' and batch norm's (:mod:`.onednn_batch_norm`)
-_ALL_TARGETS = (*_TARGETS.values(), "CnnjaxOnednnBatchNorm", "CnnjaxOnednnBatchNormGrad")
+#: every FFI target the library defines: the convolutions', batch norm's (:mod:`.onednn_batch_norm`) and max
+#: pooling's (:mod:`.onednn_max_pool`)
+_ALL_TARGETS = (*_TARGETS.values(), "CnnjaxOnednnBatchNorm", "CnnjaxOnednnBatchNormGrad", "CnnjaxOnednnMaxPool",
+                "CnnjaxOnednnMaxPoolGrad")
 
 
 class OnednnUnavailable(RuntimeError):

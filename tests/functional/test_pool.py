@@ -16,6 +16,7 @@ from cnnjax.functional import (
     max_pool_with_indices,
     max_unpool,
 )
+from cnnjax.functional import onednn
 from tests.functional import reference as ref
 
 GRID = [
@@ -168,13 +169,15 @@ def _reduce_window_max(x, window):
     return _reduce(x, np.array(-np.inf, x.dtype), jax.lax.max, n, window, window, [(0, 0)] * n, (1,) * n)
 
 
-def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng):
-    """Values, gradients (random cotangent), JVPs and vmap of ``f_fast`` equal ``f_ref``'s bit for bit."""
+def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=0.0):
+    """Values, gradients (random cotangent), JVPs and vmap of ``f_fast`` equal ``f_ref``'s bit for bit (the
+    gradients to ``grad_rtol``: where windows overlap, the order in which they add up may differ)."""
     y = f_fast(x)
     np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
     g = jnp.asarray(rng.normal(size=y.shape), x.dtype)
     grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32))
+    np.testing.assert_allclose(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32),
+                               rtol=grad_rtol, atol=grad_rtol)
     tangent = jnp.asarray(rng.normal(size=x.shape), x.dtype)
     jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
     np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
@@ -218,8 +221,36 @@ def test_overlapping_max_pool_derivatives_equal_reduce_window_with_ties(rng, sha
             p = pool.patches(x, k, s, pads, d, pad_value=-jnp.inf)  # (*batch, *out, K, C)
             first = jnp.argmax(p, axis=-2, keepdims=True)
             return jnp.take_along_axis(p, first, axis=-2)[..., 0, :]
-    assert "custom_jvp_call" in str(jax.make_jaxpr(f_fast)(x))  # the rule is what runs here
-    _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng)
+    with onednn.without_onednn():  # float32 would take oneDNN's pooling (tested below)
+        assert "custom_jvp_call" in str(jax.make_jaxpr(f_fast)(x))  # the rule is what runs here
+        _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng)
+
+
+@pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
+@pytest.mark.parametrize("shape, window, stride, padding, dilation, ceil_mode", OVERLAPPING)
+def test_onednn_max_pool_equals_reduce_window_with_ties(rng, shape, window, stride, padding, dilation, ceil_mode):
+    """On CPU float32 overlapping windows pool through oneDNN: values, JVPs and vmap bit for bit, gradients to
+    float rounding (oneDNN adds overlapping windows' gradients in its own order), ties included; and second
+    derivatives, which run the tangent's jax.numpy rule, as under ``conv_strategy("lax")``."""
+    from cnnjax.functional import conv_strategy
+
+    x = jnp.asarray(np.maximum(np.round(rng.normal(size=shape), 1), 0), jnp.float32)
+    kw = dict(dilation=dilation, ceil_mode=ceil_mode)
+    f_fast = lambda x: max_pool(x, window, stride, padding, **kw)  # noqa: E731
+    assert "onednn_max_pool_forward" in str(jax.make_jaxpr(f_fast)(x))
+
+    def f_ref(x):
+        with conv_strategy("lax"):  # XLA's reduce_window and the jax.numpy rule
+            return max_pool(x, window, stride, padding, **kw)
+
+    assert "onednn" not in str(jax.make_jaxpr(f_ref)(x))
+    _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=1e-6)
+    t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    ct = jnp.asarray(rng.normal(size=f_fast(x).shape), jnp.float32)
+    second = lambda f: jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(f(x) * ct))(x) * t))(x)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(second(f_fast)), np.asarray(second(f_ref)))
+    per_example = lambda f: jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 2)))(x[:, None])  # noqa: E731
+    np.testing.assert_allclose(np.asarray(per_example(f_fast)), np.asarray(per_example(f_ref)), rtol=1e-6)
 
 
 def test_tiled_max_pool_gradient_goes_to_the_first_maximum():
