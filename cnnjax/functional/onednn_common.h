@@ -60,4 +60,18 @@ std::shared_ptr<Plan> Cached(const std::string& key, Make make) {
   return plans.emplace(key, plan).first->second;
 }
 
+// cnnjax's activations are (N, *spatial, C), channels-last: oneDNN's layout tag for them (1-3 spatial dims)...
+inline dnnl::memory::format_tag ChannelsLastTag(size_t spatial) {
+  static const dnnl::memory::format_tag tags[] = {dnnl::memory::format_tag::nwc, dnnl::memory::format_tag::nhwc,
+                                                  dnnl::memory::format_tag::ndhwc};
+  return tags[spatial - 1];
+}
+
+// ... and their dims in the order oneDNN names them, (N, C, *spatial), whatever the layout.
+inline dnnl::memory::dims ActivationDims(const int64_t* d, size_t rank) {
+  dnnl::memory::dims out{d[0], d[rank - 1]};
+  for (size_t i = 1; i + 1 < rank; ++i) out.push_back(d[i]);
+  return out;
+}
+
 }  // namespace cnnjax_onednn

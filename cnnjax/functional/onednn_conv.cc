@@ -28,12 +28,6 @@ using Dims = memory::dims;
 
 enum Kind { kForward = 0, kInputGrad = 1, kKernelGrad = 2 };
 
-memory::format_tag ActivationTag(size_t spatial) {
-  static const memory::format_tag tags[] = {memory::format_tag::nwc, memory::format_tag::nhwc,
-                                            memory::format_tag::ndhwc};
-  return tags[spatial - 1];
-}
-
 memory::format_tag KernelTag(size_t spatial, bool grouped) {
   // (*k, C_in / groups, C_out) with C_out ordered group-major: (*k, I, G, O) for oneDNN's grouped weights
   static const memory::format_tag tags[] = {memory::format_tag::wio, memory::format_tag::hwio,
@@ -43,19 +37,15 @@ memory::format_tag KernelTag(size_t spatial, bool grouped) {
   return grouped ? grouped_tags[spatial - 1] : tags[spatial - 1];
 }
 
-// oneDNN orders dims (N, C, *spatial) and (O, I, *k), or (G, O / G, I / G, *k), whatever the memory layout.
-Dims Logical(ffi::Span<const int64_t> d, bool kernel, int64_t groups = 1) {
+// oneDNN orders a kernel's dims (O, I, *k), or (G, O / G, I / G, *k), whatever the memory layout.
+Dims KernelDims(ffi::Span<const int64_t> d, int64_t groups) {
   size_t r = d.size();
-  Dims out;
-  if (kernel) {
-    out = groups > 1 ? Dims{groups, d[r - 1] / groups, d[r - 2]} : Dims{d[r - 1], d[r - 2]};
-    for (size_t i = 0; i + 2 < r; ++i) out.push_back(d[i]);
-  } else {
-    out = {d[0], d[r - 1]};
-    for (size_t i = 1; i + 1 < r; ++i) out.push_back(d[i]);
-  }
+  Dims out = groups > 1 ? Dims{groups, d[r - 1] / groups, d[r - 2]} : Dims{d[r - 1], d[r - 2]};
+  for (size_t i = 0; i + 2 < r; ++i) out.push_back(d[i]);
   return out;
 }
+
+Dims ActivationDims(ffi::Span<const int64_t> d) { return cnnjax_onednn::ActivationDims(d.begin(), d.size()); }
 
 struct Geometry {
   Dims x, w, y, strides, dilation, pad_lo, pad_hi;
@@ -71,8 +61,8 @@ struct Geometry {
     }
     return key;
   }
-  memory::desc XDesc() const { return memory::desc(x, memory::data_type::f32, ActivationTag(spatial)); }
-  memory::desc YDesc() const { return memory::desc(y, memory::data_type::f32, ActivationTag(spatial)); }
+  memory::desc XDesc() const { return memory::desc(x, memory::data_type::f32, cnnjax_onednn::ChannelsLastTag(spatial)); }
+  memory::desc YDesc() const { return memory::desc(y, memory::data_type::f32, cnnjax_onednn::ChannelsLastTag(spatial)); }
   memory::desc WDesc() const { return memory::desc(w, memory::data_type::f32, KernelTag(spatial, groups > 1)); }
   memory::desc WAny() const { return memory::desc(w, memory::data_type::f32, memory::format_tag::any); }
 
@@ -91,9 +81,9 @@ Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ff
   g.threads = cnnjax_onednn::Threads(threads);
   g.groups = groups;
   g.spatial = x.size() - 2;
-  g.x = Logical(x, false);
-  g.w = Logical(w, true, groups);
-  g.y = Logical(y, false);
+  g.x = ActivationDims(x);
+  g.w = KernelDims(w, groups);
+  g.y = ActivationDims(y);
   g.strides.assign(strides.begin(), strides.end());
   for (int64_t d : dilation) g.dilation.push_back(d - 1);  // oneDNN counts the gaps
   g.pad_lo.assign(pad_lo.begin(), pad_lo.end());

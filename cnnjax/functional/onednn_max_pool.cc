@@ -34,13 +34,11 @@ struct Geometry {
     }
     return key;
   }
-  memory::format_tag Tag() const {
-    static const memory::format_tag tags[] = {memory::format_tag::nwc, memory::format_tag::nhwc,
-                                              memory::format_tag::ndhwc};
-    return tags[x.size() - 3];
+  memory::desc XDesc() const { return Desc(x); }
+  memory::desc YDesc() const { return Desc(y); }
+  memory::desc Desc(const Dims& d) const {
+    return memory::desc(d, memory::data_type::f32, cnnjax_onednn::ChannelsLastTag(d.size() - 2));
   }
-  memory::desc XDesc() const { return memory::desc(x, memory::data_type::f32, Tag()); }
-  memory::desc YDesc() const { return memory::desc(y, memory::data_type::f32, Tag()); }
   dnnl::pooling_forward::primitive_desc Forward() const {
     return dnnl::pooling_forward::primitive_desc(Engine(), dnnl::prop_kind::forward_training,
                                                  dnnl::algorithm::pooling_max, XDesc(), YDesc(), strides, kernel,
@@ -48,19 +46,12 @@ struct Geometry {
   }
 };
 
-// oneDNN orders an activation's dims (N, C, *spatial) whatever its layout.
-Dims Logical(const int64_t* d, size_t rank) {
-  Dims out{d[0], d[rank - 1]};
-  for (size_t i = 1; i + 1 < rank; ++i) out.push_back(d[i]);
-  return out;
-}
-
 Geometry MakeGeometry(const int64_t* x, const int64_t* y, size_t rank, const int64_t* kernel, const int64_t* strides,
                       const int64_t* dilation, const int64_t* pad_lo, const int64_t* pad_hi, int64_t threads) {
   Geometry g;
   g.threads = cnnjax_onednn::Threads(threads);
-  g.x = Logical(x, rank);
-  g.y = Logical(y, rank);
+  g.x = cnnjax_onednn::ActivationDims(x, rank);
+  g.y = cnnjax_onednn::ActivationDims(y, rank);
   size_t n = rank - 2;
   g.kernel.assign(kernel, kernel + n);
   g.strides.assign(strides, strides + n);
