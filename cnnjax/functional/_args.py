@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 PADDING_STRINGS = ("VALID", "SAME", "FULL", "CAUSAL")
@@ -198,6 +199,11 @@ def window_geometry(
 def accumulation_dtype(dtype: Any) -> Any:
     """The dtype sums and products accumulate in: float32 for bfloat16/float16, else ``dtype`` itself."""
     return np.dtype(np.float32) if str(np.dtype(dtype)) in ("bfloat16", "float16") else np.dtype(dtype)
+
+
+def lowest(dtype: Any) -> Any:
+    """What max pooling pads with: ``-inf`` for floating dtypes, the smallest value for integer ones."""
+    return -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
 
 
 def out_size(i: int, lo: int, hi: int, k: int, s: int, d: int) -> int:

@@ -55,10 +55,6 @@ def _reduce(x, init, op, n, k, s, pads, d):
     )
 
 
-def _lowest(dtype):
-    return -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
-
-
 def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, spatial_dims=None):
     """Max pooling over sliding windows; padding counts as ``-inf``.
 
@@ -96,7 +92,7 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
 
 
 def _window_max(x, n, k, s, pads, d):
-    return _reduce(x, np.array(_lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
+    return _reduce(x, np.array(_args.lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
 
 
 def _tiles(k, s, pads, d) -> bool:
@@ -328,7 +324,7 @@ def adaptive_max_pool(x, output_size, *, spatial_dims=None):
       Array([2., 4.], dtype=float32)
     """
     def biggest(g, valid, axis):
-        return jnp.max(jnp.where(valid, g, _lowest(g.dtype)), axis=axis)
+        return jnp.max(jnp.where(valid, g, _args.lowest(g.dtype)), axis=axis)
 
     return _adaptive(x, output_size, spatial_dims, "adaptive_max_pool", biggest)
 
@@ -355,7 +351,7 @@ def max_pool_with_indices(x, window, stride=None, padding=0, *, dilation=1, ceil
     fn = "max_pool_with_indices"
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims)
     spatial = x.shape[-n - 1 : -1]
-    px = patches(x, k, s, pads, d, pad_value=_lowest(x.dtype))  # (*batch, *out, K, C)
+    px = patches(x, k, s, pads, d, pad_value=_args.lowest(x.dtype))  # (*batch, *out, K, C)
     positions = jnp.arange(_args.num_elements(spatial), dtype=jnp.int32).reshape(spatial + (1,))
     pi = patches(positions, k, s, pads, d, pad_value=-1)  # (*out, K, 1)
     best = jnp.argmax(px, axis=-2)[..., None, :]
