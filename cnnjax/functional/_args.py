@@ -206,6 +206,13 @@ def lowest(dtype: Any) -> Any:
     return -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
 
 
+def materialize(a: jnp.ndarray) -> jnp.ndarray:
+    """``a`` itself, as an identity gather: XLA:CPU computes a gather once and never duplicates it into its
+    consumers, as it does cheap elementwise producers. Used on primals inside derivative rules only, so
+    no scatter enters a backward pass."""
+    return a[jnp.arange(a.shape[0])]
+
+
 def out_size(i: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
     """floor((i + lo + hi - d(k-1) - 1) / s) + 1."""
     return (i + lo + hi - d * (k - 1) - 1) // s + 1

@@ -43,7 +43,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from cnnjax.functional import onednn
 from cnnjax.functional.onednn import without_onednn  # noqa: F401  (re-exported: the switch covers convs)
-from cnnjax.functional._args import accumulation_dtype
+from cnnjax.functional._args import accumulation_dtype, materialize
 from cnnjax.functional.unfold import shifted_views
 
 STRATEGIES = ("auto", "lax", "im2col", "taps", "onednn")
@@ -51,6 +51,10 @@ STRATEGIES = ("auto", "lax", "im2col", "taps", "onednn")
 #: On CPU, a dense conv whose contraction ``C_in * prod(kernel)`` is at most this (a first layer) runs as
 #: "taps"; this is also the most the "taps" strategy takes for a dense conv.
 SMALL_CONTRACTION = 32
+
+#: Fewer input channels than this make a conv "narrow": the input gradient (or XLA's, see ``_auto``) writes
+#: only these few channels per position, which vectorizes poorly.
+NARROW_CHANNELS = 8
 
 _override: list[str] = []
 
@@ -162,7 +166,7 @@ def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, 
     strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
     # XLA's input gradient writes C_in channels: with few (LeNet's and SimpleCNN's 6->16) it ran 2.3x slower;
     # 7x7 and larger stems on RGB stay on XLA's conv (as strided ones above)
-    narrow = c_in < 8 and math.prod(kernel) <= 25
+    narrow = c_in < NARROW_CHANNELS and math.prod(kernel) <= 25
     return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "lax"
 
 
@@ -240,13 +244,6 @@ def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision
 _lax_gathered = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 8)))
 
 
-def _materialize(a):
-    """``a`` itself, as an identity gather: XLA:CPU computes a gather once and never duplicates it into its
-    consumers, as it does cheap elementwise producers. Used on primals inside derivative rules only, so
-    no scatter enters a backward pass."""
-    return a[jnp.arange(a.shape[0])]
-
-
 @functools.partial(_lax_gathered.defjvp, symbolic_zeros=True)
 def _lax_jvp(*args):
     # XLA's kernel gradient convolves x laid out as (C, *spatial, N). XLA:CPU builds that transposed
@@ -256,7 +253,7 @@ def _lax_jvp(*args):
     # reads one finished array: ResNet-20 ran 13-19% faster.
     *static, (x, w), (dx, dw) = args
     if not isinstance(dw, SymbolicZero):
-        x = _materialize(x)
+        x = materialize(x)
     return _bilinear_jvp(_xla_conv(x, w, *static), dx, dw, lambda: _xla_conv(dx, w, *static),
                          lambda: _xla_conv(x, dw, *static))
 
@@ -265,11 +262,13 @@ def onednn_conv(x, w, strides, pads, dilation, groups=1):
     """oneDNN's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)``, float32 (see
     :mod:`cnnjax.functional.onednn`).
 
-    With ``groups=1`` and a small contraction (``C_in * prod(k) <= SMALL_CONTRACTION``, first layers)
-    the input gradient is im2col's (see ``_narrow_onednn_jvp``).
+    With ``groups=1`` and few input channels (``C_in < NARROW_CHANNELS``) or a small contraction
+    (``C_in * prod(k) <= SMALL_CONTRACTION``, first layers) the input gradient is im2col's (see
+    ``_narrow_onednn_jvp``).
     """
     args = (tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
-    if groups == 1 and x.shape[-1] * math.prod(w.shape[:-2]) <= SMALL_CONTRACTION:
+    c_in = x.shape[-1]
+    if groups == 1 and (c_in < NARROW_CHANNELS or c_in * math.prod(w.shape[:-2]) <= SMALL_CONTRACTION):
         return _narrow_onednn(x, w, *args)
     return onednn.conv(x, w, args[0], args[2], args[1], groups)
 
@@ -282,7 +281,8 @@ def _narrow_onednn(x, w, strides, pads, dilation):
 @functools.partial(_narrow_onednn.defjvp, symbolic_zeros=True)
 def _narrow_onednn_jvp(strides, pads, dilation, primals, tangents):
     # oneDNN's input gradient into 1-3 channels (a first layer's, which training never asks for; saliency
-    # does) ran 3.7x slower than im2col's; its forward and kernel gradient stay 1.7-6x faster than the others'
+    # does) ran 3.7x slower than im2col's; into 3-6 channels (SimpleCNN's and LeNet-5's second convs) 1.1-1.8x
+    # slower (8 channels: 1.8x faster than im2col's). Its forward and kernel gradient stay 1.7-6x faster than the others'
     (x, w), (dx, dw) = primals, tangents
     return _bilinear_jvp(onednn.conv(x, w, strides, dilation, pads), dx, dw,
                          lambda: _patch_product(dx, w, strides, pads, dilation, None),
@@ -365,7 +365,7 @@ def _dense_taps_jvp(strides, pads, dilation, precision, primals, tangents):
     # is materialized: XLA:CPU re-ran the whole sum inside the backward pass's ReLU and pooling
     # masks, which read it (SimpleCNN's first layer: 0.55 -> 1.8 ms).
     (x, w), (dx, dw) = primals, tangents
-    y = _materialize(_dense_taps_sum(x, w, strides, pads, dilation))
+    y = materialize(_dense_taps_sum(x, w, strides, pads, dilation))
     return _im2col_tangent(y, x, w, dx, dw, strides, pads, dilation, precision)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax.functional import _args, conv_strategies, onednn_max_pool
+from cnnjax.functional._args import materialize
 from cnnjax.functional.unfold import patches
 
 
@@ -111,29 +112,41 @@ def _tiled_max(x, n, k):
     """Max over non-overlapping windows ``k`` of ``x`` ``(*batch, *spatial, C)`` whose spatial sizes are
     multiples of ``k``: ``(*batch, *spatial/k, C)``.
 
-    The value is still ``reduce_window``'s (as fast here, and what jaxpr readers such as
-    ``cnnjax.inspect.receptive_field`` recognise); only the derivative rule is custom.
+    The maximum of the ``prod(k)`` strided views, one per window position, which XLA:CPU fuses into the
+    ops that follow: 2x2 pooling ran 1.4-2.4x faster than ``reduce_window`` on 6-128 channels (0.8x on 16).
+    ``cnnjax.inspect.receptive_field`` follows strided slices and ``max`` as it does ``reduce_window``.
     """
-    return _window_max(x, n, k, k, [(0, 0)] * n, (1,) * n)
+    return functools.reduce(lax.max, _window_views(x, n, k))
+
+
+def _window_views(x, n, k):
+    """The ``prod(k)`` strided views ``(*batch, *spatial/k, C)`` of ``x``, one per window position, row-major."""
+    nb = x.ndim - n - 1
+    return [x[(slice(None),) * nb + tuple(slice(o, None, kk) for o, kk in zip(offset, k))]
+            for offset in itertools.product(*(range(kk) for kk in k))]
 
 
 @_tiled_max.defjvp
 def _tiled_max_jvp(n, k, primals, tangents):
     # The derivative flows to the first maximum of each window in row-major order, as reduce_window's
-    # select_and_scatter does, so ties (ReLU zeros) get the same gradients. The rule is linear in the
-    # tangent, so JAX transposes it for reverse mode.
+    # select_and_scatter does, so ties (ReLU zeros) get the same gradients; a window whose maximum is NaN
+    # passes none, as there. The rule is linear in the tangent, so JAX transposes it for reverse mode.
+    # The maximum and each window's first-maximum position are materialized: XLA:CPU otherwise re-runs
+    # them for every input element of the backward pass (2x slower than the old rule on reduce_window's
+    # output). Materialized, forward + backward of 2x2 pooling ran 1.2-1.9x faster than that rule on 6-64
+    # channels and the ResNet stem's map, 0.7-1.5x across runs on 128 channels; SimpleCNN's step 17% faster.
     (x,), (dx,) = primals, tangents
-    y = _tiled_max(x, n, k)
+    views = _window_views(x, n, k)
+    y = materialize(functools.reduce(lax.max, views))
+    index = jnp.int8 if len(views) < 127 else jnp.int32
+    first = jnp.full(y.shape, len(views), index)  # len(views): no position (a NaN window)
+    for i in range(len(views) - 1, -1, -1):
+        first = jnp.where(views[i] == y, index(i), first)
+    first = materialize(first)
     xr, axes = _split_windows(x, n, k)
-    nb = x.ndim - n - 1
-    seen, firsts = jnp.zeros(y.shape, bool), []
-    for offset in itertools.product(*(range(kk) for kk in k)):
-        at = (slice(None),) * nb + sum(((slice(None), o) for o in offset), ()) + (slice(None),)
-        first = (xr[at] == y) & ~seen
-        seen, firsts = seen | first, firsts + [first]
-    mask = jnp.stack(firsts, -1).reshape(*y.shape, *k)  # (*batch, *out, C, *k) -> the windows' layout
-    order = list(range(nb)) + [a for i in range(n) for a in (nb + i, nb + n + 1 + i)] + [nb + n]
-    mask = mask.transpose(order)
+    position = sum(lax.broadcasted_iota(index, tuple(kk if a == ax else 1 for a in range(xr.ndim)), ax) * index(step)
+                   for ax, kk, step in zip(axes, k, np.cumprod((1,) + tuple(k[:0:-1]))[::-1]))
+    mask = position == jnp.expand_dims(first, axes)
     return y, jnp.where(mask, _split_windows(dx, n, k)[0], 0).sum(axis=axes)
 
 

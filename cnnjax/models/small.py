@@ -12,9 +12,8 @@ from cnnjax.models.downsample import check_downsample, maybe_subsample
 from cnnjax.models.registry import register
 
 
-def _conv_relu_pool(cin, cout, k, pad, rngs, pool=True):
-    layers = [nn.Conv(cin, cout, (k, k), padding=pad, rngs=rngs), jax.nn.relu]
-    return nnx.Sequential(*layers, nn.MaxPool((2, 2))) if pool else nnx.Sequential(*layers)
+def _conv_relu_pool(cin, cout, k, pad, rngs):
+    return nn.ConvReLUMaxPool(nn.Conv(cin, cout, (k, k), padding=pad, rngs=rngs), nn.MaxPool((2, 2)))
 
 
 class ConvMLP(Model):

@@ -11,6 +11,7 @@ from cnnjax.nn.misc import Dropout, Flatten, Identity, PixelShuffle, Upsample
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
+from cnnjax.nn.stages import ConvReLUMaxPool
 
 __all__ = [
     "APSPool",
@@ -20,6 +21,7 @@ __all__ = [
     "BatchNorm",
     "BlurPool",
     "Conv",
+    "ConvReLUMaxPool",
     "ConvTranspose",
     "Dropout",
     "Flatten",

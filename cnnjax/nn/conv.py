@@ -80,8 +80,9 @@ class Conv(nnx.Module):
         self.stride, self.padding, self.padding_mode = stride, padding, padding_mode
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        bias = self.bias[...] if self.bias is not None else None
+    def __call__(self, x: jax.Array, *, add_bias: bool = True) -> jax.Array:
+        """``add_bias=False`` leaves the bias out, for a caller that adds it later (:class:`cnnjax.nn.ConvReLUMaxPool`)."""
+        bias = self.bias[...] if self.bias is not None and add_bias else None
         x, kernel, bias = _cast(self.dtype, x, self.kernel[...], bias)
         return F.conv(
             x, kernel, bias, stride=self.stride, padding=self.padding, padding_mode=self.padding_mode,

@@ -61,10 +61,28 @@ def test_values_gradients_and_jvps_equal_xla(xs, ws, kw):
 
 
 @needs_onednn
+@pytest.mark.parametrize("c_in, onednn_input_grad", [(1, False), (6, False), (7, False), (8, True), (16, True)])
+def test_narrow_convs_take_im2col_input_gradient(c_in, onednn_input_grad):
+    """Into fewer than NARROW_CHANNELS input channels, oneDNN's input gradient is slower than im2col's (the
+    transpose of its patch product): the forward and kernel gradient stay oneDNN's, and the result equals XLA's."""
+    from cnnjax.functional.conv_strategies import NARROW_CHANNELS
+
+    assert NARROW_CHANNELS == 8
+    ours, ref = _pair({"padding": 1})
+    x, w = _arrays((2, 7, 7, c_in), (3, 3, c_in, 16))
+    loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))  # noqa: E731
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss(ours), (0, 1)))(x, w))
+    assert "onednn_conv" in jaxpr and "onednn_kernel_grad" in jaxpr
+    assert ("onednn_input_grad" in jaxpr) == onednn_input_grad
+    for u, v in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+        _close(u, v)
+
+
+@needs_onednn
 @pytest.mark.parametrize("xs, ws, kw", [CASES[2], CASES[3], CASES[6], ((2, 6, 6, 8), (3, 3, 8, 4), {"stride": 2})])
 def test_second_derivatives_equal_xla(xs, ws, kw):
-    """Each op's derivatives are the other two ops, so derivatives of any order run on oneDNN (small
-    contractions, the first three cases, take im2col's input gradient)."""
+    """Each op's derivatives are the other two ops, so derivatives of any order run on oneDNN (narrow convs,
+    C_in < 8: the first three cases, take im2col's input gradient)."""
     ours, ref = _pair(kw)
     x, w = _arrays(xs, ws)
     loss = lambda f: (lambda x, w: jnp.sum(jnp.tanh(f(x, w))))  # noqa: E731
@@ -76,7 +94,7 @@ def test_second_derivatives_equal_xla(xs, ws, kw):
 
 
 @needs_onednn
-@pytest.mark.parametrize("c_in", [4, 2])  # 2: a small contraction, with im2col's input gradient
+@pytest.mark.parametrize("c_in", [8, 2])  # 2: a narrow conv, with im2col's input gradient
 @pytest.mark.parametrize("in_axes", [(0, None), (None, 0), (0, 0), (1, None)])
 def test_vmap_equals_member_by_member(in_axes, c_in):
     """Shared kernels fold the members into the batch; a kernel per member (ensembles) runs member by member."""

@@ -153,8 +153,9 @@ def test_max_unpool_restores_odd_sizes(rng):
     assert int((np.asarray(up) != 0).sum()) == y.size
 
 
-TILED = [  # (shape, window): non-overlapping windows, so max_pool reshapes instead of using reduce_window on CPU
+TILED = [  # (shape, window): non-overlapping windows, which max_pool differentiates with its own rule on CPU
     ((3, 12, 4), (2,)),
+    ((1, 26, 24, 2), (13, 12)),  # 156 positions per window: past what an int8 index holds
     ((2, 8, 10, 5), (2, 2)),
     ((2, 9, 11, 3), (2, 3)),  # sizes not multiples of the window: the remainder is dropped, as VALID does
     ((2, 4, 6, 6, 2), (2, 3, 2)),
@@ -251,6 +252,15 @@ def test_onednn_max_pool_equals_reduce_window_with_ties(rng, shape, window, stri
     np.testing.assert_array_equal(np.asarray(second(f_fast)), np.asarray(second(f_ref)))
     per_example = lambda f: jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 2)))(x[:, None])  # noqa: E731
     np.testing.assert_allclose(np.asarray(per_example(f_fast)), np.asarray(per_example(f_ref)), rtol=1e-6)
+
+
+def test_tiled_max_pool_nan_window_passes_no_gradient_as_reduce_window():
+    x = jnp.arange(32.0).reshape(1, 4, 4, 2).at[0, 1, 0, 1].set(jnp.nan)
+    g = jax.grad(lambda x: jnp.nansum(max_pool(x, (2, 2))))(x)
+    g_ref = jax.grad(lambda x: jnp.nansum(_reduce_window_max(x, (2, 2))))(x)
+    assert np.isnan(np.asarray(max_pool(x, (2, 2)))[0, 0, 0, 1])
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(g_ref))
+    assert float(g[0, :2, :2, 1].sum()) == 0.0  # the NaN window's channel
 
 
 def test_tiled_max_pool_gradient_goes_to_the_first_maximum():
