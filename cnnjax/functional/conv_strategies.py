@@ -52,9 +52,13 @@ STRATEGIES = ("auto", "lax", "im2col", "taps", "onednn")
 #: "taps"; this is also the most the "taps" strategy takes for a dense conv.
 SMALL_CONTRACTION = 32
 
-#: Fewer input channels than this make a conv "narrow": the input gradient (or XLA's, see ``_auto``) writes
-#: only these few channels per position, which vectorizes poorly.
-NARROW_CHANNELS = 8
+#: A conv with fewer input channels than this and a kernel of at most NARROW_KERNEL taps is "narrow": its input
+#: gradient writes only these few channels per position, which oneDNN's and XLA's kernels vectorize poorly.
+NARROW_CHANNELS, NARROW_KERNEL = 8, 25
+
+
+def is_narrow(c_in: int, kernel: Sequence[int]) -> bool:
+    return c_in < NARROW_CHANNELS and math.prod(kernel) <= NARROW_KERNEL
 
 _override: list[str] = []
 
@@ -166,7 +170,7 @@ def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, 
     strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
     # XLA's input gradient writes C_in channels: with few (LeNet's and SimpleCNN's 6->16) it ran 2.3x slower;
     # 7x7 and larger stems on RGB stay on XLA's conv (as strided ones above)
-    narrow = c_in < NARROW_CHANNELS and math.prod(kernel) <= 25
+    narrow = is_narrow(c_in, kernel)
     return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "lax"
 
 
@@ -262,13 +266,12 @@ def onednn_conv(x, w, strides, pads, dilation, groups=1):
     """oneDNN's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)``, float32 (see
     :mod:`cnnjax.functional.onednn`).
 
-    With ``groups=1`` and few input channels (``C_in < NARROW_CHANNELS``) or a small contraction
-    (``C_in * prod(k) <= SMALL_CONTRACTION``, first layers) the input gradient is im2col's (see
-    ``_narrow_onednn_jvp``).
+    With ``groups=1``, a narrow conv (:func:`is_narrow`) or a small contraction (``C_in * prod(k) <=
+    SMALL_CONTRACTION``, first layers) takes im2col's input gradient (see ``_narrow_onednn_jvp``).
     """
     args = (tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
-    c_in = x.shape[-1]
-    if groups == 1 and (c_in < NARROW_CHANNELS or c_in * math.prod(w.shape[:-2]) <= SMALL_CONTRACTION):
+    c_in, kernel = x.shape[-1], w.shape[:-2]
+    if groups == 1 and (is_narrow(c_in, kernel) or c_in * math.prod(kernel) <= SMALL_CONTRACTION):
         return _narrow_onednn(x, w, *args)
     return onednn.conv(x, w, args[0], args[2], args[1], groups)
 
@@ -281,8 +284,9 @@ def _narrow_onednn(x, w, strides, pads, dilation):
 @functools.partial(_narrow_onednn.defjvp, symbolic_zeros=True)
 def _narrow_onednn_jvp(strides, pads, dilation, primals, tangents):
     # oneDNN's input gradient into 1-3 channels (a first layer's, which training never asks for; saliency
-    # does) ran 3.7x slower than im2col's; into 3-6 channels (SimpleCNN's and LeNet-5's second convs) 1.1-1.8x
-    # slower (8 channels: 1.8x faster than im2col's). Its forward and kernel gradient stay 1.7-6x faster than the others'
+    # does) ran 3.7x slower than im2col's; into 3-6 channels with 3x3 or 5x5 kernels (SimpleCNN's and LeNet-5's
+    # second convs) 1.1-1.8x slower. With 8 channels, or the 7x7 ImageNet stem, oneDNN's was faster (1.8x, 1.7x).
+    # Its forward and kernel gradient stay 1.7-6x faster than the others'
     (x, w), (dx, dw) = primals, tangents
     return _bilinear_jvp(onednn.conv(x, w, strides, dilation, pads), dx, dw,
                          lambda: _patch_product(dx, w, strides, pads, dilation, None),

@@ -61,15 +61,16 @@ def test_values_gradients_and_jvps_equal_xla(xs, ws, kw):
 
 
 @needs_onednn
-@pytest.mark.parametrize("c_in, onednn_input_grad", [(1, False), (6, False), (7, False), (8, True), (16, True)])
-def test_narrow_convs_take_im2col_input_gradient(c_in, onednn_input_grad):
-    """Into fewer than NARROW_CHANNELS input channels, oneDNN's input gradient is slower than im2col's (the
-    transpose of its patch product): the forward and kernel gradient stay oneDNN's, and the result equals XLA's."""
-    from cnnjax.functional.conv_strategies import NARROW_CHANNELS
+@pytest.mark.parametrize("c_in, k, onednn_input_grad", [(1, 3, False), (6, 3, False), (7, 5, False), (8, 3, True),
+                                                        (16, 3, True), (3, 7, True)])
+def test_narrow_convs_take_im2col_input_gradient(c_in, k, onednn_input_grad):
+    """Into few input channels through a small kernel, oneDNN's input gradient is slower than im2col's (the
+    transpose of its patch product). The forward and kernel gradient stay oneDNN's, and the result equals XLA's."""
+    from cnnjax.functional.conv_strategies import NARROW_CHANNELS, NARROW_KERNEL
 
-    assert NARROW_CHANNELS == 8
+    assert (NARROW_CHANNELS, NARROW_KERNEL) == (8, 25)
     ours, ref = _pair({"padding": 1})
-    x, w = _arrays((2, 7, 7, c_in), (3, 3, c_in, 16))
+    x, w = _arrays((2, 9, 9, c_in), (k, k, c_in, 16))
     loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))  # noqa: E731
     jaxpr = str(jax.make_jaxpr(jax.grad(loss(ours), (0, 1)))(x, w))
     assert "onednn_conv" in jaxpr and "onednn_kernel_grad" in jaxpr
