@@ -58,6 +58,7 @@ NARROW_CHANNELS, NARROW_KERNEL = 8, 25
 
 
 def is_narrow(c_in: int, kernel: Sequence[int]) -> bool:
+    """Whether a conv with ``c_in`` input channels and this kernel shape is narrow (see ``NARROW_CHANNELS``)."""
     return c_in < NARROW_CHANNELS and math.prod(kernel) <= NARROW_KERNEL
 
 _override: list[str] = []

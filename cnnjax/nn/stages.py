@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from cnnjax.nn.conv import Conv
+from cnnjax.nn.conv import Conv, _cast
 from cnnjax.nn.pool import MaxPool
 
 
@@ -41,6 +41,6 @@ class ConvReLUMaxPool(nnx.Sequential):
         conv, _, pool = self.layers
         y = pool(conv(x, add_bias=False))
         if conv.bias is not None:
-            bias = conv.bias[...] if conv.dtype is None else conv.bias[...].astype(conv.dtype)
+            (bias,) = _cast(conv.dtype, conv.bias[...])  # as Conv casts it
             y = y + bias.astype(y.dtype)
         return jax.nn.relu(y)
