@@ -8,7 +8,6 @@ to guess. ``stride`` defaults to ``window``.
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Sequence
 
 import jax
@@ -18,7 +17,7 @@ from jax import lax
 
 from cnnjax.functional import _args, conv_strategies, onednn_max_pool
 from cnnjax.functional._args import materialize
-from cnnjax.functional.unfold import patches
+from cnnjax.functional.unfold import patches, shifted_views
 
 
 def _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims):
@@ -121,9 +120,7 @@ def _tiled_max(x, n, k):
 
 def _window_views(x, n, k):
     """The ``prod(k)`` strided views ``(*batch, *spatial/k, C)`` of ``x``, one per window position, row-major."""
-    nb = x.ndim - n - 1
-    return [x[(slice(None),) * nb + tuple(slice(o, None, kk) for o, kk in zip(offset, k))]
-            for offset in itertools.product(*(range(kk) for kk in k))]
+    return shifted_views(x, k, k, [(0, 0)] * n, (1,) * n)
 
 
 @_tiled_max.defjvp
