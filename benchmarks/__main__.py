@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where the tables go")
     p.add_argument("--tag", default=None, help="file name stem for the results (default: the backend)")
     args = p.parse_args(argv)
+    from cnnjax.backends.cpu import keep_freed_memory
 
+    keep_freed_memory()  # as cnnjax train does: see cnnjax.backends.cpu.host_memory
     from benchmarks import conv_strategies, ops, workloads
 
     frameworks = tuple(args.frameworks.split(","))

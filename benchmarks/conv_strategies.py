@@ -1,7 +1,7 @@
-"""Conv strategies on CPU: each training workload and conv shape under "lax", "im2col", "taps" (where it applies),
-"onednn" (where this machine can run it) and "auto".
+"""Conv strategies on CPU: each training workload and conv shape under "lax", "xla_cpu", "im2col", "taps" (where it
+applies), "onednn" (where this machine can run it) and "auto".
 
-This is the measurement behind :mod:`cnnjax.functional.conv_strategies`' rule.
+This is the measurement behind :mod:`cnnjax.backends.cpu.conv`'s rule.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from benchmarks.harness import jax_sync, timeit
 from benchmarks.ops import CONVS, _jax_fwd_bwd
 from benchmarks.workloads import Workload, cnnjax_runner
 from cnnjax import functional as F
-from cnnjax.functional import onednn
-from cnnjax.functional.conv_strategies import is_small_dense
+from cnnjax.backends.cpu import onednn
+from cnnjax.backends.cpu.conv import is_small_dense
 from cnnjax.train.step import jit_step
 
 MODELS = [
@@ -28,7 +28,7 @@ MODELS = [
 
 #: Timed on every dense conv; "taps" only where it applies (a small contraction), and the ops table
 #: times it on depthwise convs against XLA's grouped conv; "onednn" where it is available.
-DENSE_STRATEGIES = ("lax", "im2col", "taps", "onednn", "auto")
+DENSE_STRATEGIES = ("lax", "xla_cpu", "im2col", "taps", "onednn", "auto")
 
 
 def strategy_rows(quick: bool = False, repeats: int = 5) -> list[dict]:

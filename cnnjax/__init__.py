@@ -1,11 +1,14 @@
-"""cnnjax: a JAX/Flax library for CNN research."""
+"""cnnjax: a JAX/Flax library for CNN research.
+
+Importing it registers the backends' faster kernels with :mod:`cnnjax.functional.dispatch` and changes no
+process-global state (no allocator settings, no compilation, no threads).
+"""
 
 __version__ = "0.1.0"
 
-from cnnjax import _host_memory  # noqa: E402
-
-_host_memory.keep_freed_memory()  # before JAX's threads allocate: see cnnjax._host_memory
-
 from cnnjax import functional  # noqa: E402
+from cnnjax import backends  # noqa: E402
 
-__all__ = ["functional", "__version__"]
+backends.register_all()
+
+__all__ = ["backends", "functional", "__version__"]

@@ -38,7 +38,7 @@ def _overview() -> str:
         f"cnnjax.segmentation: {', '.join(segmentation.__all__)}\n"
         f"cnnjax.viz: {', '.join(n for n in viz.__all__ if n[0].islower())}\n"
         f"commands: cnnjax train [--model M --dataset D ...], cnnjax eval RUN_DIR, cnnjax sweep [CONFIG] --grid K=V1,V2, "
-        f"cnnjax experiment NAME [--quick], cnnjax bench"
+        f"cnnjax experiment NAME [--quick], cnnjax bench, cnnjax info [--build]"
     )
 
 
@@ -293,11 +293,19 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("experiment", help="run a study from experiments/ (a source checkout): NAME [--quick]",
                         add_help=False)
     ex.add_argument("args", nargs=argparse.REMAINDER)
+    info = sub.add_parser("info", help="versions, devices, the backends' status and which kernel each op family uses")
+    info.add_argument("--build", action="store_true", help="compile the oneDNN CPU kernels now (again, after a failure)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["train"], ["eval"], ["sweep"], ["bench"], ["experiment"]):
+        # XLA:CPU's per-step temporaries stay in the process (see cnnjax.backends.cpu.host_memory); set before JAX's
+        # threads allocate, which is why the command does it and importing cnnjax does not
+        from cnnjax.backends.cpu import keep_freed_memory
+
+        keep_freed_memory()
     if argv[:1] == ["bench"]:  # all its flags (--help too) belong to the benchmark command
         return _bench(argv[1:])
     if argv[:1] == ["experiment"]:  # likewise the study's
@@ -306,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         print(_overview())
+        return 0
+    if args.command == "info":
+        from cnnjax.info import report
+
+        print(report(build=args.build))
         return 0
     from cnnjax.data import DatasetNotFoundError
     from cnnjax.train import CheckpointError, TrainingError

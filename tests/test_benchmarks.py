@@ -7,7 +7,7 @@ from flax import nnx
 
 from benchmarks.__main__ import main
 from cnnjax import models
-from cnnjax.functional import onednn
+from cnnjax.backends.cpu import onednn
 from cnnjax.inspect import count_params
 
 
@@ -32,7 +32,7 @@ def test_quick_conv_strategy_benchmark_times_each_dense_strategy(tmp_path):
     assert main(["--quick", "--only", "conv_strategies", "--repeats", "1", "--out", str(tmp_path), "--tag", "t"]) == 0
     rows = json.loads((tmp_path / "t.json").read_text())["conv_strategies"]
     dnnl = onednn.available()
-    assert {r["framework"] for r in rows} == {"cnnjax, lax", "cnnjax, im2col", "cnnjax, taps", "cnnjax, auto",
+    assert {r["framework"] for r in rows} == {"cnnjax, lax", "cnnjax, xla_cpu", "cnnjax, im2col", "cnnjax, taps", "cnnjax, auto",
                                               *(["cnnjax, onednn"] if dnnl else [])}
     # taps: the first layer's 3 rows, no model; every other strategy a model and the first layer's 3 rows
-    assert len(rows) == 15 + 4 * dnnl and all(r["median_s"] > 0 for r in rows)
+    assert len(rows) == 19 + 4 * dnnl and all(r["median_s"] > 0 for r in rows)

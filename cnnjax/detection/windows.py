@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 
 from cnnjax import functional as F
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 from cnnjax.functional.unfold import patches
 
 
@@ -35,8 +35,8 @@ def sliding_windows(image, window: int | Sequence[int], stride: int | Sequence[i
       (3, 3, 16, 16, 1)
     """
     image = _check_image(image, "sliding_windows")
-    window = _args.as_tuple(window, 2, "window", "sliding_windows", minimum=1)
-    stride = _args.as_tuple(stride, 2, "stride", "sliding_windows", minimum=1)
+    window = utils.as_tuple(window, 2, "window", "sliding_windows", minimum=1)
+    stride = utils.as_tuple(stride, 2, "stride", "sliding_windows", minimum=1)
     h, w = image.shape[-3:-1]
     if window[0] > h or window[1] > w:
         raise ValueError(f"sliding_windows: window {window} is larger than the image's (H, W) = {(h, w)}")

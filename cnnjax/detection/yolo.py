@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from cnnjax.detection.boxes import box_convert, box_iou
 from cnnjax.detection.nms import batched_nms
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 
 def _split(pred, boxes_per_cell: int):
@@ -55,7 +55,7 @@ def yolo_targets(boxes, classes, grid: int, image_size):
       >>> t[0, 1].tolist()
       [0.5, 0.5, 0.5, 0.5, 1.0, 2.0]
     """
-    h, w = _args.as_tuple(image_size, 2, "image_size", "yolo_targets", minimum=1)
+    h, w = utils.as_tuple(image_size, 2, "image_size", "yolo_targets", minimum=1)
     boxes, classes = jnp.asarray(boxes, jnp.float32), jnp.asarray(classes)
     scale = jnp.array([w, h, w, h], jnp.float32)
     cx, cy, bw, bh = jnp.moveaxis(box_convert(boxes / scale, "xyxy", "cxcywh"), -1, 0)
@@ -121,7 +121,7 @@ def decode_yolo(pred, image_size, boxes_per_cell: int = 2):
     Returns:
       ``(*batch, S*S*B, 4)`` xyxy boxes, ``(*batch, S*S*B)`` scores and int32 classes.
     """
-    h, w = _args.as_tuple(image_size, 2, "image_size", "decode_yolo", minimum=1)
+    h, w = utils.as_tuple(image_size, 2, "image_size", "decode_yolo", minimum=1)
     xywh, conf, probs = _split(pred, boxes_per_cell)
     boxes = _cell_boxes(xywh) * jnp.array([w, h, w, h], xywh.dtype)
     scores = conf * jnp.max(probs, -1)[..., None]

@@ -3,6 +3,10 @@
 No state and no Flax: every function jits, vmaps and differentiates. The kernel's
 rank (conv) or the length of a window/size tuple (pooling, resizing) fixes the number
 of spatial dims, so 1-D, 2-D and 3-D go through the same functions.
+
+Each op's body is its ``lax`` maths; faster implementations (the CPU backend's native kernels,
+say) are asked for at one point, :mod:`cnnjax.functional.dispatch`, and live in
+:mod:`cnnjax.backends`.
 """
 
 from cnnjax.functional import filters
@@ -15,7 +19,8 @@ from cnnjax.functional.conv import (
     conv_transpose_output_size,
     convolve,
 )
-from cnnjax.functional.conv_strategies import compiler_options, conv_strategy
+from cnnjax.functional import dispatch, utils
+from cnnjax.functional.dispatch import compiler_options, conv_strategy
 from cnnjax.functional.dropout import dropout
 from cnnjax.functional.group import (
     act_regular,
@@ -66,6 +71,7 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_output_size",
     "convolve",
+    "dispatch",
     "dropout",
     "filters",
     "fold",
@@ -93,4 +99,5 @@ __all__ = [
     "transform_plane",
     "unfold",
     "upsample_nearest",
+    "utils",
 ]

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 from cnnjax.functional.padding import pad_spatial
 
 
@@ -41,7 +41,7 @@ def binomial_filter(size: int, spatial_dims: int, dtype: Any = jnp.float32) -> j
 
 def _binomial_taps(size: int) -> np.ndarray:
     """Row ``size - 1`` of Pascal's triangle, normalised to sum 1 (float64 numpy: a constant under jit)."""
-    if not _args._is_int(size) or not 1 <= size <= 7:
+    if not utils._is_int(size) or not 1 <= size <= 7:
         raise ValueError(f"binomial_filter: size must be an int from 1 to 7, got size={size!r}")
     taps = np.array([math.comb(size - 1, i) for i in range(size)], np.float64)
     return taps / taps.sum()
@@ -81,11 +81,11 @@ def blur_pool(
       (2, 16, 16, 8)
     """
     fn = "blur_pool"
-    n = _args.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    _args.check_float(x, fn)
-    _args.check_padding_mode(padding_mode, fn)
-    s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    utils.check_float(x, fn)
+    utils.check_padding_mode(padding_mode, fn)
+    s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
     # The binomial filter is separable: one strided 1-D pass per axis, each a weighted sum of
     # strided slices. Much faster than a depthwise conv (and its gradient) on XLA:CPU, same result.
     taps = _binomial_taps(filter_size)
@@ -131,9 +131,9 @@ def polyphase_components(x: jnp.ndarray, stride: Any = 2, *, spatial_dims: int |
              [1., 3.]], dtype=float32)
     """
     fn = "polyphase_components"
-    n = _args.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
     spatial = x.shape[-n - 1 : -1]
     if any(i % ss for i, ss in zip(spatial, s)):
         raise ValueError(
@@ -183,9 +183,9 @@ def aps_pool(
       (Array([0., 5.], dtype=float32), Array([1], dtype=int32))
     """
     fn = "aps_pool"
-    n = _args.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("stride", stride), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
     spatial = x.shape[-n - 1 : -1]
     extra = [(0, -i % ss) for i, ss in zip(spatial, s)]
     comps = _polyphase(pad_spatial(x, extra, "circular"), s)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional import _args, conv_strategies, onednn
+from cnnjax.functional import dispatch, utils
 from cnnjax.functional.padding import pad_spatial
 
 def flatten_batch(x: jnp.ndarray, n: int) -> tuple[jnp.ndarray, tuple[int, ...]]:
@@ -84,11 +84,10 @@ def conv(
       input_dilation: spacing inserted between input elements (fractional stride).
       groups: grouped conv; ``groups == C_in`` (with ``w`` of shape ``(*k, 1, C_out)``) is depthwise.
       precision: passed to ``lax.conv_general_dilated``.
-      strategy: "auto" (by shape and backend; see :mod:`cnnjax.functional.conv_strategies`),
-        "lax" (XLA's convolution), "im2col" (patches @ kernel; groups=1, input_dilation=1) or
-        "taps" (a sum of shifted views times weights; depthwise convs, or groups=1 with
-        ``C_in * prod(kernel) <= 32``).
-        All give the same result to float rounding.
+      strategy: "auto" (the backend's rule by shape, dtype and platform; see
+        :mod:`cnnjax.functional.dispatch`), "lax" (``lax.conv_general_dilated``), or the name of a
+        registered implementation (``dispatch.strategies("conv")`` lists them; ``cnnjax info`` says
+        which one runs where). All give the same result to float rounding.
 
     Returns:
       ``(*batch, *out_spatial, C_out)`` with, per spatial dim,
@@ -140,7 +139,7 @@ def convolve(
 def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, fn):
     x, w = jnp.asarray(x), jnp.asarray(w)
     n = _check_kernel(w, fn)
-    _args.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
+    utils.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
     c_in, c_out = x.shape[-1], w.shape[-1]
     _check_groups(groups, c_in, c_out, fn)
     if w.shape[-2] * groups != c_in:
@@ -149,32 +148,39 @@ def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, grou
             f"C_in // groups = {w.shape[-2]} with groups={groups} (i.e. C_in={w.shape[-2] * groups})"
         )
     _check_bias(b, c_out, fn)
-    strides = _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    dil = _args.as_tuple(dilation, n, "dilation", fn, minimum=1)
-    in_dil = _args.as_tuple(input_dilation, n, "input_dilation", fn, minimum=1)
-    _args.check_padding_mode(padding_mode, fn)
+    strides = utils.as_tuple(stride, n, "stride", fn, minimum=1)
+    dil = utils.as_tuple(dilation, n, "dilation", fn, minimum=1)
+    in_dil = utils.as_tuple(input_dilation, n, "input_dilation", fn, minimum=1)
+    utils.check_padding_mode(padding_mode, fn)
     if padding_mode != "zeros" and any(v > 1 for v in in_dil):
         raise ValueError(f"{fn}: padding_mode={padding_mode!r} needs input_dilation=1, got {in_dil}")
     kernel = tuple(w.shape[:n])
     in_size = [(i - 1) * s + 1 for i, s in zip(x.shape[-n - 1 : -1], in_dil)]
-    pads = _args.resolve_padding(padding, in_size, kernel, strides, dil, fn)
-    _args.check_window_fits(in_size, pads, kernel, dil, fn)
-    out = [_args.out_size(i, lo, hi, k, s, d) for i, (lo, hi), k, s, d in zip(in_size, pads, kernel, strides, dil)]
+    pads = utils.resolve_padding(padding, in_size, kernel, strides, dil, fn)
+    utils.check_window_fits(in_size, pads, kernel, dil, fn)
+    out = [utils.out_size(i, lo, hi, k, s, d) for i, (lo, hi), k, s, d in zip(in_size, pads, kernel, strides, dil)]
     dtype = jnp.result_type(x, w)
-    strategy = conv_strategies.resolve(strategy, c_in, kernel, strides, groups, in_dil, out, fn, dtype)
-
+    impl = dispatch.implementation("conv", strategy, fn=fn, c_in=c_in, kernel=kernel, strides=strides, groups=groups,
+                                   input_dilation=in_dil, out=tuple(out), dtype=jnp.dtype(dtype))
     x, batch = flatten_batch(x.astype(dtype), n)
     if padding_mode != "zeros":
         x, pads = pad_spatial(x, pads, padding_mode), [(0, 0)] * n
-    if strategy == "im2col":
-        y = conv_strategies.im2col_conv(x, w.astype(dtype), strides, pads, dil, precision)
-        return _finish(y, b, dtype, batch)
-    if strategy == "onednn":
-        return _finish(conv_strategies.onednn_conv(x, w.astype(dtype), strides, pads, dil, groups), b, dtype, batch)
-    if strategy == "taps":
-        return _finish(conv_strategies.taps_conv(x, w.astype(dtype), strides, pads, dil, groups, precision), b, dtype, batch)
-    y = conv_strategies.lax_conv(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)
+    y = (impl or lax_conv)(x, w.astype(dtype), strides, pads, in_dil, dil, groups, precision)
     return _finish(y, b, dtype, batch)
+
+
+def dimension_numbers(n: int) -> jax.lax.ConvDimensionNumbers:
+    """lax layout for ``(N, *spatial, C)`` inputs/outputs and ``(*k, I, O)`` kernels, any ``n``."""
+    io = (0, n + 1, *range(1, n + 1))
+    return jax.lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
+
+
+def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision=None):
+    """``lax.conv_general_dilated`` on ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)`` with explicit
+    ``(lo, hi)`` pads: :func:`conv`'s maths, and the signature of its implementations."""
+    return jax.lax.conv_general_dilated(x, w, tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation),
+                                        tuple(rhs_dilation), dimension_numbers(len(strides)),
+                                        feature_group_count=groups, precision=precision)
 
 
 def conv_transpose(
@@ -221,7 +227,7 @@ def conv_transpose(
     fn = "conv_transpose"
     x, w = jnp.asarray(x), jnp.asarray(w)
     n = _check_kernel(w, fn)
-    _args.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
+    utils.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
     c_in = x.shape[-1]
     if w.shape[-2] != c_in:
         raise ValueError(
@@ -232,10 +238,10 @@ def conv_transpose(
     c_out = w.shape[-1] * groups
     _check_groups(groups, c_in, c_out, fn)
     _check_bias(b, c_out, fn)
-    strides = _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    dil = _args.as_tuple(dilation, n, "dilation", fn, minimum=1)
-    pad = _args.as_tuple(padding, n, "padding", fn, minimum=0)
-    out_pad = _args.as_tuple(output_padding, n, "output_padding", fn, minimum=0)
+    strides = utils.as_tuple(stride, n, "stride", fn, minimum=1)
+    dil = utils.as_tuple(dilation, n, "dilation", fn, minimum=1)
+    pad = utils.as_tuple(padding, n, "padding", fn, minimum=0)
+    out_pad = utils.as_tuple(output_padding, n, "output_padding", fn, minimum=0)
     kernel = tuple(w.shape[:n])
     for dim, (op, s, d) in enumerate(zip(out_pad, strides, dil)):
         if op >= max(s, d):
@@ -248,64 +254,23 @@ def conv_transpose(
         raise ValueError(f"{fn}: padding={pad} leaves an empty output {size} for input {tuple(x.shape)}")
 
     dtype = jnp.result_type(x, w)
-    if _onednn_transposes(n, strides, out_pad, dtype):
-        x, batch = flatten_batch(x.astype(dtype), n)
-        return _finish(_onednn_conv_transpose(x, w.astype(dtype), strides, pad, dil, groups, size), b, dtype, batch)
-    if _tiles_output(kernel, strides, pad, out_pad, dil, groups):
-        x, batch = flatten_batch(x.astype(dtype), n)
-        return _finish(_tiled_conv_transpose(x, w.astype(dtype), precision), b, dtype, batch)
-    # (*k, C_in, C_out/g) -> the forward-conv kernel (*k, C_in/g, C_out), flipped.
-    g = groups
-    wf = w.reshape(kernel + (g, c_in // g, w.shape[-1]))
-    wf = jnp.moveaxis(wf, n, n + 1).reshape(kernel + (c_in // g, c_out))
-    wf = jnp.flip(wf, axis=tuple(range(n)))
-    pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dil, pad, out_pad)]
+    impl = dispatch.implementation("conv_transpose", fn=fn, kernel=kernel, strides=strides, padding=pad,
+                                   output_padding=out_pad, dilation=dil, groups=groups, dtype=jnp.dtype(dtype))
     x, batch = flatten_batch(x.astype(dtype), n)
-    y = conv_strategies.lax_conv(x, wf.astype(dtype), (1,) * n, pads, strides, dil, g, precision)
+    y = (impl or _lax_conv_transpose)(x, w.astype(dtype), strides, pad, out_pad, dil, groups, size, precision)
     return _finish(y, b, dtype, batch)
 
 
-def _onednn_transposes(n, strides, out_pad, dtype) -> bool:
-    """oneDNN's backward-data convolution computes this transposed conv (float32, 1-3 spatial dims, on CPU).
-
-    Forward+backward it ran 1.3-2.1x faster than the tiled matrix product below for U-Net-like 2x2 stride-2
-    up-convolutions, and than XLA's input-dilated convolution by far more. ``output_padding`` must stay below
-    the stride: the conv it transposes then pads both sides by ``padding``.
-    """
-    return (conv_strategies.overridden() in ("auto", "onednn") and 1 <= n <= 3 and jnp.dtype(dtype) == jnp.float32
-            and all(op < s for op, s in zip(out_pad, strides)) and onednn.wanted())
-
-
-def _onednn_conv_transpose(x, w, strides, pad, dil, groups, size):
-    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out/g)`` -> ``(N, *size, C_out)``: the input gradient of the conv
-    from ``(N, *size, C_out)`` to ``x``'s shape, whose kernel is ``w``'s (*k, C_out/g, C_in) (blocks of ``C_in``)."""
+def _lax_conv_transpose(x, w, strides, pad, out_pad, dil, groups, size, precision):
+    """The conv whose input gradient this is: input-dilated by the stride, padded ``d(k-1) - p``, flipped kernel."""
     n = w.ndim - 2
-    kernel, c_in, c_out_g = w.shape[:n], w.shape[-2], w.shape[-1]
-    k = jnp.moveaxis(w.reshape(*kernel, groups, c_in // groups, c_out_g), n + 2, n).reshape(*kernel, c_out_g, c_in)
-    return onednn.conv_input_grad(x, k, (x.shape[0], *size, c_out_g * groups), strides, dil, [(p, p) for p in pad], groups)
-
-
-def _tiles_output(kernel, strides, pad, out_pad, dil, groups) -> bool:
-    """kernel == stride, nothing cropped or added, on CPU: each input element writes its own tile.
-
-    XLA:CPU runs the general form (an input-dilated convolution) 18x slower forward plus backward
-    than one matrix product and a reshape (``benchmarks/results/``); the U-Net's 2x2 stride-2
-    up-convolutions are this case.
-    """
-    return (tuple(kernel) == tuple(strides) and not any(pad) and not any(out_pad) and all(d == 1 for d in dil)
-            and groups == 1 and jax.default_backend() == "cpu" and conv_strategies.overridden() != "lax")
-
-
-def _tiled_conv_transpose(x, w, precision):
-    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` with stride ``k`` -> ``(N, *spatial * k, C_out)``:
-    ``y[n, s*i + a] = x[n, i] @ w[a]``, one matrix product then the tiles interleaved."""
-    n = w.ndim - 2
-    kernel, spatial, c_out = w.shape[:n], x.shape[1:-1], w.shape[-1]
-    # a 2-D product: XLA:CPU ran the batched (N, *spatial, C) form 2.5x slower backward
-    tiles = jnp.matmul(x.reshape(-1, x.shape[-1]), jnp.moveaxis(w, n, 0).reshape(w.shape[n], -1), precision=precision)
-    tiles = tiles.reshape(x.shape[0], *spatial, *kernel, c_out)
-    order = [0, *(a for i in range(n) for a in (1 + i, 1 + n + i)), 2 * n + 1]  # (N, i1, a1, i2, a2, ..., C)
-    return tiles.transpose(order).reshape(x.shape[0], *(i * k for i, k in zip(spatial, kernel)), c_out)
+    kernel, c_in, g = w.shape[:n], x.shape[-1], groups
+    # (*k, C_in, C_out/g) -> the forward-conv kernel (*k, C_in/g, C_out), flipped.
+    wf = w.reshape(kernel + (g, c_in // g, w.shape[-1]))
+    wf = jnp.moveaxis(wf, n, n + 1).reshape(kernel + (c_in // g, w.shape[-1] * g))
+    wf = jnp.flip(wf, axis=tuple(range(n)))
+    pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(kernel, dil, pad, out_pad)]
+    return lax_conv(x, wf, (1,) * n, pads, strides, dil, g, precision)
 
 
 def conv_output_size(
@@ -337,13 +302,13 @@ def conv_output_size(
     fn = "conv_output_size"
     scalar = isinstance(size, (int, np.integer))
     n = 1 if scalar else len(size)
-    sizes = _args.as_tuple(size, n, "size", fn, minimum=1)
-    k = _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
-    s = _args.as_tuple(stride, n, "stride", fn, minimum=1)
-    d = _args.as_tuple(dilation, n, "dilation", fn, minimum=1)
-    pads = _args.resolve_padding(padding, sizes, k, s, d, fn)
-    _args.check_window_fits(sizes, pads, k, d, fn)
-    out = tuple(_args.out_size(i, lo, hi, kk, ss, dd) for i, (lo, hi), kk, ss, dd in zip(sizes, pads, k, s, d))
+    sizes = utils.as_tuple(size, n, "size", fn, minimum=1)
+    k = utils.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
+    d = utils.as_tuple(dilation, n, "dilation", fn, minimum=1)
+    pads = utils.resolve_padding(padding, sizes, k, s, d, fn)
+    utils.check_window_fits(sizes, pads, k, d, fn)
+    out = tuple(utils.out_size(i, lo, hi, kk, ss, dd) for i, (lo, hi), kk, ss, dd in zip(sizes, pads, k, s, d))
     return out[0] if scalar else out
 
 
@@ -365,7 +330,7 @@ def conv_transpose_output_size(
     scalar = isinstance(size, (int, np.integer))
     n = 1 if scalar else len(size)
     args = [
-        _args.as_tuple(v, n, name, fn, minimum=m)
+        utils.as_tuple(v, n, name, fn, minimum=m)
         for v, name, m in [
             (size, "size", 1),
             (kernel_size, "kernel_size", 1),
@@ -402,7 +367,7 @@ def conv_param_count(
       4864
     """
     fn = "conv_param_count"
-    n = _args.spatial_rank(fn, ("kernel_size", kernel_size), spatial_dims=spatial_dims)
-    k = _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("kernel_size", kernel_size), spatial_dims=spatial_dims)
+    k = utils.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
     _check_groups(groups, c_in, c_out, fn)
-    return (_args.num_elements(k) * (c_in // groups) + int(bool(bias))) * c_out
+    return (utils.num_elements(k) * (c_in // groups) + int(bool(bias))) * c_out

@@ -13,7 +13,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 
 def _as_kernel(k2d: np.ndarray, dtype: Any) -> jnp.ndarray:
@@ -25,7 +25,7 @@ def _as_kernel(k2d: np.ndarray, dtype: Any) -> jnp.ndarray:
 
 
 def _grid(k: Any, fn: str) -> tuple[np.ndarray, np.ndarray]:
-    kh, kw = _args.as_tuple(k, 2, "k", fn, minimum=1)
+    kh, kw = utils.as_tuple(k, 2, "k", fn, minimum=1)
     y = np.arange(kh) - (kh - 1) / 2
     x = np.arange(kw) - (kw - 1) / 2
     return np.meshgrid(y, x, indexing="ij")
@@ -75,7 +75,7 @@ def box(k: int | tuple[int, int], dtype: Any = jnp.float32) -> jnp.ndarray:
       >>> float(box(3).sum())
       1.0
     """
-    kh, kw = _args.as_tuple(k, 2, "k", "box", minimum=1)
+    kh, kw = utils.as_tuple(k, 2, "k", "box", minimum=1)
     return _as_kernel(np.full((kh, kw), 1.0 / (kh * kw)), dtype)
 
 

@@ -15,6 +15,8 @@ for odd kernels with symmetric padding, and for valid convs of square inputs.
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import jax.numpy as jnp
@@ -198,17 +200,21 @@ def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarra
     Args:
       x: ``(*batch, *spatial, C * |G|)``.
       scale, bias: ``(C,)`` or None; stats: ``{"mean": (C,), "var": (C,)}``.
-      residual: optional array like ``x``, added after the normalisation.
-      **bn_args: ``training``, ``momentum``, ``eps``, ``axis_name``, ``relu``.
+      residual: deprecated (as ``relu`` in ``bn_args``): add and apply ReLU after the call.
+      **bn_args: ``training``, ``momentum``, ``eps``, ``axis_name``.
 
     Returns:
       ``(y, new_stats)``, ``y`` shaped like ``x``.
     """
+    relu = bn_args.pop("relu", False)
+    if residual is not None or relu:
+        warnings.warn("group_batch_norm: residual= and relu= are deprecated; write jax.nn.relu(y + residual) "
+                      "after the call", DeprecationWarning, stacklevel=2)
     if residual is not None and jnp.shape(residual) != x.shape:
         raise ValueError(f"group_batch_norm: residual must have x's shape {tuple(x.shape)}, "
                          f"got residual.shape={jnp.shape(residual)}")
     fields = lambda a: jnp.swapaxes(_fields(a, group, "group_batch_norm"), -1, -2)  # noqa: E731
-    y, new = batch_norm(fields(x), scale, bias, stats, residual=None if residual is None else fields(residual),
-                        **bn_args)
-    return jnp.swapaxes(y, -1, -2).reshape(x.shape), new
-
+    y, new = batch_norm(fields(x), scale, bias, stats, **bn_args)
+    y = jnp.swapaxes(y, -1, -2).reshape(x.shape)
+    y = y if residual is None else y + residual
+    return (jnp.maximum(y, 0) if relu else y), new

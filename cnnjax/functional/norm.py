@@ -6,12 +6,13 @@ Statistics are computed in at least float32; outputs keep the input's dtype.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.functional import _args, onednn, onednn_batch_norm
+from cnnjax.functional import dispatch, utils
 
 
 def _stat_dtype(dtype: Any) -> Any:
@@ -55,10 +56,7 @@ def batch_norm(
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """Batch normalization, pure: returns the output and the new running statistics.
 
-    ``y = (x - mu) / sqrt(var + eps) * scale + bias`` per channel, then ``y + residual`` and
-    ``max(y, 0)`` when asked: a ResNet block's ``relu(bn(x) + shortcut)`` is one call, which
-    on the CPU runs as one oneDNN op (forward and backward) instead of several passes over
-    the activations (:mod:`cnnjax.functional.onednn_batch_norm`). Training uses the batch's
+    ``y = (x - mu) / sqrt(var + eps) * scale + bias`` per channel. Training uses the batch's
     ``mu``/``var`` (biased) over every axis but the last, and updates
     ``running = momentum * running + (1 - momentum) * batch`` (Flax's convention: PyTorch's
     ``momentum=0.1`` is ``momentum=0.9`` here; PyTorch also stores the unbiased variance).
@@ -76,8 +74,8 @@ def batch_norm(
       momentum: running-average decay.
       eps: added to the variance.
       axis_name: optional mapped axis to reduce across.
-      residual: optional array like ``x``, added after the normalisation.
-      relu: apply ``max(., 0)`` last.
+      residual, relu: deprecated; write ``jax.nn.relu(y + residual)`` after the call. (A backend fuses that
+        pattern itself where it has a faster form.)
 
     Returns:
       ``(y, new_stats)``: ``y`` like ``x``; ``new_stats`` like ``stats``.
@@ -90,7 +88,7 @@ def batch_norm(
     """
     fn = "batch_norm"
     x = jnp.asarray(x)
-    _args.check_float(x, fn)
+    utils.check_float(x, fn)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have a channel axis, got x.shape={tuple(x.shape)}")
     c = x.shape[-1]
@@ -100,17 +98,19 @@ def batch_norm(
         _check_affine(p, (c,), name, fn)
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum}")
+    if residual is not None or relu:
+        warnings.warn(f"{fn}: residual= and relu= are deprecated; write jax.nn.relu(y + residual) after the call",
+                      DeprecationWarning, stacklevel=2)
     if residual is not None and jnp.shape(residual) != x.shape:
         raise ValueError(f"{fn}: residual must have x's shape {tuple(x.shape)}, got residual.shape={jnp.shape(residual)}")
     sd = _stat_dtype(x.dtype)
     scale, bias = _params(sd, (c,), scale, bias)
     residual = None if residual is None else jnp.asarray(residual).astype(sd)
-    if training and axis_name is None and onednn_batch_norm.supports(x) and onednn.wanted():
-        y, mean, var = onednn_batch_norm.batch_norm(x, _or(scale, 1.0, c), _or(bias, 0.0, c), eps,
-                                                    residual=residual if relu else None, relu=relu)
-        if not relu:  # oneDNN's call fuses the residual add only before a ReLU
-            y = _add_relu(y, residual, False)
-        return y, _running(stats, momentum, mean, var, c)
+    impl = dispatch.implementation("batch_norm", fn=fn, shape=tuple(x.shape), dtype=x.dtype) if (
+        training and axis_name is None) else None
+    if impl is not None:
+        y, mean, var = impl(x, scale, bias, eps)
+        return _add_relu(y, residual, relu).astype(x.dtype), _running(stats, momentum, mean, var, c)
     if training:
         y, mean, var = _normalize_affine(x.astype(sd), scale, bias, eps, tuple(range(x.ndim - 1)), axis_name)
         return _add_relu(y, residual, relu).astype(x.dtype), _running(stats, momentum, mean, var, c)
@@ -122,10 +122,6 @@ def batch_norm(
 def _add_relu(y, residual, relu):
     y = y if residual is None else y + residual
     return jnp.maximum(y, 0) if relu else y
-
-
-def _or(param, value, c):
-    return jnp.full((c,), value, jnp.float32) if param is None else param
 
 
 def _running(stats, momentum, mean, var, c):
@@ -186,7 +182,7 @@ def layer_norm(x, scale=None, bias=None, *, axis: int | Sequence[int] = -1, eps:
     """
     fn = "layer_norm"
     x = jnp.asarray(x)
-    _args.check_float(x, fn)
+    utils.check_float(x, fn)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     try:
         axes = tuple(sorted(a % x.ndim for a in axes)) if x.ndim else ()
@@ -222,9 +218,9 @@ def group_norm(x, num_groups: int, scale=None, bias=None, *, spatial_dims: int, 
     """
     fn = "group_norm"
     x = jnp.asarray(x)
-    _args.check_float(x, fn)
-    n = _args.spatial_rank(fn, spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
+    utils.check_float(x, fn)
+    n = utils.spatial_rank(fn, spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
     c = x.shape[-1]
     if not isinstance(num_groups, int) or num_groups < 1 or c % num_groups:
         raise ValueError(f"{fn}: num_groups must be a positive divisor of C={c}, got num_groups={num_groups!r}")
@@ -252,9 +248,9 @@ def instance_norm(x, scale=None, bias=None, *, spatial_dims: int, eps: float = 1
     """
     fn = "instance_norm"
     x = jnp.asarray(x)
-    _args.check_float(x, fn)
-    n = _args.spatial_rank(fn, spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
+    utils.check_float(x, fn)
+    n = utils.spatial_rank(fn, spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
     c = x.shape[-1]
     _check_affine(scale, (c,), "scale", fn)
     _check_affine(bias, (c,), "bias", fn)
@@ -281,7 +277,7 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
     """
     fn = "local_response_norm"
     x = jnp.asarray(x)
-    _args.check_float(x, fn)
+    utils.check_float(x, fn)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have a channel axis, got x.shape={tuple(x.shape)}")
     if not isinstance(size, int) or size < 1:

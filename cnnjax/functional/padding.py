@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import jax.numpy as jnp
 
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 
 def pad_spatial(x: jnp.ndarray, pads: Sequence[tuple[int, int]], mode: str = "zeros", value: Any = 0) -> jnp.ndarray:
@@ -17,7 +17,7 @@ def pad_spatial(x: jnp.ndarray, pads: Sequence[tuple[int, int]], mode: str = "ze
     width = [(0, 0)] * (x.ndim - n - 1) + list(pads) + [(0, 0)]
     if mode == "zeros":
         return jnp.pad(x, width, constant_values=value)
-    return jnp.pad(x, width, mode=_args.JNP_PAD_MODE[mode])
+    return jnp.pad(x, width, mode=utils.JNP_PAD_MODE[mode])
 
 
 def pad(
@@ -46,10 +46,10 @@ def pad(
       (2, 6, 6, 3)
     """
     fn = "pad"
-    n = _args.spatial_rank(fn, ("padding", padding), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    _args.check_padding_mode(mode, fn)
+    n = utils.spatial_rank(fn, ("padding", padding), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    utils.check_padding_mode(mode, fn)
     if isinstance(padding, str):
         raise ValueError(f"{fn}: padding must be numeric here (an int, ints or (lo, hi) pairs), got {padding!r}")
-    pads = _args.resolve_padding(padding, x.shape[-n - 1 : -1], (1,) * n, (1,) * n, (1,) * n, fn)
+    pads = utils.resolve_padding(padding, x.shape[-n - 1 : -1], (1,) * n, (1,) * n, (1,) * n, fn)
     return pad_spatial(x, pads, mode, value)

@@ -15,14 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnnjax.functional import _args, conv_strategies, onednn_max_pool
-from cnnjax.functional._args import materialize
+from cnnjax.functional import dispatch, utils
 from cnnjax.functional.unfold import patches, shifted_views
 
 
 def _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims):
     """Validated ``(n, window, strides, pads, dilation)``; ceil_mode's extra is in the high pads."""
-    n, k, s, pads, d = _args.window_geometry(x, window, stride, padding, dilation, fn, spatial_dims=spatial_dims)
+    n, k, s, pads, d = utils.window_geometry(x, window, stride, padding, dilation, fn, spatial_dims=spatial_dims)
     in_size = tuple(x.shape[-n - 1 : -1])
     for dim, ((lo, hi), kk, dd) in enumerate(zip(pads, k, d)):
         if max(lo, hi) > (dd * (kk - 1) + 1) // 2:
@@ -77,100 +76,53 @@ def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, 
     """
     x = jnp.asarray(x)
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, "max_pool", spatial_dims)
-    if _tiles(k, s, pads, d):
-        out = [i // kk for i, kk in zip(x.shape[-n - 1 : -1], k)]
-        crop = (Ellipsis, *(slice(0, o * kk) for o, kk in zip(out, k)), slice(None))  # VALID drops the remainder
-        return _tiled_max(x[crop], n, tuple(k))
-    if jax.default_backend() == "cpu" or any(dd > 1 for dd in d):  # JAX has no derivative for dilated reduce_window
-        batch = x.shape[: x.ndim - n - 1]
-        flat = x.reshape(-1, *x.shape[x.ndim - n - 1 :])
-        if conv_strategies.overridden() != "lax" and onednn_max_pool.supports(flat, n):
-            y = onednn_max_pool.max_pool(flat, k, s, pads, d)
-            return y.reshape(*batch, *y.shape[1:])
-        return _overlapping_max(x, n, tuple(k), tuple(s), tuple(map(tuple, pads)), tuple(d))
+    k, s, pads, d = tuple(k), tuple(s), tuple(map(tuple, pads)), tuple(d)
+    impl = dispatch.implementation("max_pool", fn="max_pool", window=k, strides=s, pads=pads, dilation=d,
+                                   spatial=tuple(x.shape[x.ndim - n - 1:-1]), dtype=x.dtype)
+    if impl is not None:
+        return impl(x, k, s, pads, d)
+    if any(dd > 1 for dd in d):  # JAX has no derivative for dilated reduce_window
+        return first_max_pool(x, k, s, pads, d)
     return _window_max(x, n, k, s, pads, d)
 
 
 def _window_max(x, n, k, s, pads, d):
-    return _reduce(x, np.array(_args.lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
+    return _reduce(x, np.array(utils.lowest(x.dtype), x.dtype), lax.max, n, k, s, pads, d)
 
 
-def _tiles(k, s, pads, d) -> bool:
-    """Non-overlapping, unpadded, undilated windows on CPU: differentiate by reshaping, not ``select_and_scatter``.
-
-    XLA:CPU's ``select_and_scatter`` (reduce_window's gradient) ran 14-32x slower than the reshaped
-    form's gradient for 2x2 pooling of a (64, 32, 32, 64) batch; the values and gradients are
-    bit-identical, ties included (tested). Not measured on GPU/TPU, so those keep the default rule.
-    """
-    return (tuple(s) == tuple(k) and all(p == (0, 0) for p in map(tuple, pads)) and all(dd == 1 for dd in d)
-            and jax.default_backend() == "cpu")
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def first_max_pool(x, window, strides, pads, dilation):
+    """``reduce_window``'s max of ``x`` ``(*batch, *spatial, C)`` with a derivative rule for any windows, dilated
+    ones included: the tangent is :func:`first_max_tangent`. Geometry as :func:`max_pool` resolves it (tuples,
+    ``(lo, hi)`` pads)."""
+    return _window_max(x, len(window), window, strides, pads, dilation)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _tiled_max(x, n, k):
-    """Max over non-overlapping windows ``k`` of ``x`` ``(*batch, *spatial, C)`` whose spatial sizes are
-    multiples of ``k``: ``(*batch, *spatial/k, C)``.
-
-    The maximum of the ``prod(k)`` strided views, one per window position, which XLA:CPU fuses into the
-    ops that follow: 2x2 pooling ran 1.4-2.4x faster than ``reduce_window`` on 6-128 channels (0.8x on 16).
-    ``cnnjax.inspect.receptive_field`` follows strided slices and ``max`` as it does ``reduce_window``.
-    """
-    return functools.reduce(lax.max, _window_views(x, n, k))
-
-
-def _window_views(x, n, k):
-    """The ``prod(k)`` strided views ``(*batch, *spatial/k, C)`` of ``x``, one per window position, row-major."""
-    return shifted_views(x, k, k, [(0, 0)] * n, (1,) * n)
-
-
-@_tiled_max.defjvp
-def _tiled_max_jvp(n, k, primals, tangents):
-    # The derivative flows to the first maximum of each window in row-major order, as reduce_window's
-    # select_and_scatter does, so ties (ReLU zeros) get the same gradients; a window whose maximum is NaN
-    # passes none, as there. The rule is linear in the tangent, so JAX transposes it for reverse mode.
-    # The maximum and each window's first-maximum position are materialized: XLA:CPU otherwise re-runs
-    # them for every input element of the backward pass (2x slower than the old rule on reduce_window's
-    # output). Materialized, forward + backward of 2x2 pooling ran 1.2-1.9x faster than that rule on 6-64
-    # channels and the ResNet stem's map, 0.7-1.5x across runs on 128 channels; SimpleCNN's step 17% faster.
+@first_max_pool.defjvp
+def _first_max_pool_jvp(window, strides, pads, dilation, primals, tangents):
     (x,), (dx,) = primals, tangents
-    views = _window_views(x, n, k)
-    y = materialize(functools.reduce(lax.max, views))
-    index = jnp.int8 if len(views) < 127 else jnp.int32
-    first = jnp.full(y.shape, len(views), index)  # len(views): no position (a NaN window)
-    for i in range(len(views) - 1, -1, -1):
-        first = jnp.where(views[i] == y, index(i), first)
-    first = materialize(first)
-    xr, axes = _split_windows(x, n, k)
-    position = sum(lax.broadcasted_iota(index, tuple(kk if a == ax else 1 for a in range(xr.ndim)), ax) * index(step)
-                   for ax, kk, step in zip(axes, k, np.cumprod((1,) + tuple(k[:0:-1]))[::-1]))
-    mask = position == jnp.expand_dims(first, axes)
-    return y, jnp.where(mask, _split_windows(dx, n, k)[0], 0).sum(axis=axes)
+    y = first_max_pool(x, window, strides, pads, dilation)
+    return y, first_max_tangent(x, y, dx, window, strides, pads, dilation)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
-def _overlapping_max(x, n, k, s, pads, d):
-    """``reduce_window``'s max with a derivative rule for any windows: used on CPU (where :func:`_tiled_max`
-    is faster for non-overlapping ones), and for dilated windows everywhere."""
-    return _window_max(x, n, k, s, pads, d)
+def first_max_tangent(x, y, dx, k, s, pads, d):
+    """``dy``: ``dx`` at each window's first maximum (row-major) of ``x`` ``(*batch, *spatial, C)``, ``y`` its pooled
+    max. Linear in ``dx``; windows ``k``, strides ``s``, ``(lo, hi)`` ``pads`` (``-inf``) and dilation ``d``.
 
-
-@_overlapping_max.defjvp
-def _overlapping_max_jvp(n, k, s, pads, d, primals, tangents):
-    (x,), (dx,) = primals, tangents
-    y = _overlapping_max(x, n, k, s, pads, d)
-    return y, onednn_max_pool.first_max_tangent(x, y, dx, k, s, pads, d)
-
-
-def _split_windows(x, n, k):
-    """``x`` reshaped to ``(*batch, o1, k1, ..., on, kn, C)`` and the window axes."""
-    nb = x.ndim - n - 1
-    out = [i // kk for i, kk in zip(x.shape[nb:-1], k)]
-    shape = (*x.shape[:nb], *(v for o, kk in zip(out, k) for v in (o, kk)), x.shape[-1])
-    return x.reshape(shape), tuple(nb + 2 * i + 1 for i in range(n))
+    The views are taken from stride phases, so the transpose (the gradient) builds one full-size array per
+    phase rather than one per window position.
+    """
+    geometry = (k, s, pads, d)
+    xs = shifted_views(x, *geometry, pad_value=utils.lowest(x.dtype), by_phase=True)
+    seen, dy = jnp.zeros(y.shape, bool), jnp.zeros(y.shape, dx.dtype)
+    for xv, dv in zip(xs, shifted_views(dx, *geometry, by_phase=True)):
+        first = (xv == y) & ~seen
+        seen, dy = seen | first, jnp.where(first, dv, dy)
+    return dy
 
 
 def _window_sum(x, n, k, s, pads, d):
-    acc = _args.accumulation_dtype(x.dtype)
+    acc = utils.accumulation_dtype(x.dtype)
     return _reduce(x.astype(acc), np.array(0, acc), lax.add, n, k, s, pads, d)
 
 
@@ -196,7 +148,7 @@ def avg_pool(
       Array([0.5, 2.5], dtype=float32)
     """
     x = jnp.asarray(x)
-    _args.check_float(x, "avg_pool")
+    utils.check_float(x, "avg_pool")
     n, k, s, pads, d, extra = _geometry(x, window, stride, padding, dilation, ceil_mode, "avg_pool", spatial_dims)
     total = _window_sum(x, n, k, s, pads, d)
     # Divisor: window sums of a mask that is 1 on the input (and on padding, if counted), 0 on overhang.
@@ -229,7 +181,7 @@ def lp_pool(x, p, window, stride=None, padding=0, *, dilation=1, ceil_mode=False
       Array([5.], dtype=float32)
     """
     x = jnp.asarray(x)
-    _args.check_float(x, "lp_pool")
+    utils.check_float(x, "lp_pool")
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p < float("inf"):
         raise ValueError(f"lp_pool: p must be a finite number > 0, got p={p!r}")
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, "lp_pool", spatial_dims)
@@ -239,8 +191,8 @@ def lp_pool(x, p, window, stride=None, padding=0, *, dilation=1, ceil_mode=False
 
 
 def _spatial_axes(x, spatial_dims, fn):
-    n = _args.spatial_rank(fn, spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
+    n = utils.spatial_rank(fn, spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
     return tuple(range(x.ndim - n - 1, x.ndim - 1))
 
 
@@ -261,7 +213,7 @@ def global_avg_pool(x, *, spatial_dims: int, keepdims: bool = False):
     """
     x = jnp.asarray(x)
     axes = _spatial_axes(x, spatial_dims, "global_avg_pool")
-    acc = _args.accumulation_dtype(x.dtype)
+    acc = utils.accumulation_dtype(x.dtype)
     return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(x.dtype)
 
 
@@ -278,9 +230,9 @@ def global_max_pool(x, *, spatial_dims: int, keepdims: bool = False):
 
 def _adaptive(x, output_size, spatial_dims, fn, reduce):
     x = jnp.asarray(x)
-    n = _args.spatial_rank(fn, ("output_size", output_size), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    out = _args.as_tuple(output_size, n, "output_size", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("output_size", output_size), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    out = utils.as_tuple(output_size, n, "output_size", fn, minimum=1)
     for dim in range(n):
         axis = x.ndim - n - 1 + dim
         size, o = x.shape[axis], out[dim]
@@ -316,7 +268,7 @@ def adaptive_avg_pool(x, output_size, *, spatial_dims=None):
       (2, 7, 7, 4)
     """
     def mean(g, valid, axis):
-        acc = _args.accumulation_dtype(g.dtype)
+        acc = utils.accumulation_dtype(g.dtype)
         total = jnp.sum(jnp.where(valid, g.astype(acc), 0), axis=axis)
         return (total / valid.sum(axis=axis)).astype(g.dtype)
 
@@ -334,7 +286,7 @@ def adaptive_max_pool(x, output_size, *, spatial_dims=None):
       Array([2., 4.], dtype=float32)
     """
     def biggest(g, valid, axis):
-        return jnp.max(jnp.where(valid, g, _args.lowest(g.dtype)), axis=axis)
+        return jnp.max(jnp.where(valid, g, utils.lowest(g.dtype)), axis=axis)
 
     return _adaptive(x, output_size, spatial_dims, "adaptive_max_pool", biggest)
 
@@ -361,8 +313,8 @@ def max_pool_with_indices(x, window, stride=None, padding=0, *, dilation=1, ceil
     fn = "max_pool_with_indices"
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims)
     spatial = x.shape[-n - 1 : -1]
-    px = patches(x, k, s, pads, d, pad_value=_args.lowest(x.dtype))  # (*batch, *out, K, C)
-    positions = jnp.arange(_args.num_elements(spatial), dtype=jnp.int32).reshape(spatial + (1,))
+    px = patches(x, k, s, pads, d, pad_value=utils.lowest(x.dtype))  # (*batch, *out, K, C)
+    positions = jnp.arange(utils.num_elements(spatial), dtype=jnp.int32).reshape(spatial + (1,))
     pi = patches(positions, k, s, pads, d, pad_value=-1)  # (*out, K, 1)
     best = jnp.argmax(px, axis=-2)[..., None, :]
     y = jnp.take_along_axis(px, best, axis=-2)[..., 0, :]
@@ -398,12 +350,12 @@ def max_unpool(y, indices, output_size):
     if not isinstance(output_size, Sequence) or isinstance(output_size, str):
         raise TypeError(f"{fn}: output_size must be a sequence of spatial sizes, got {output_size!r}")
     n = len(output_size)
-    _args.check_input(y, n, fn, name="y")
-    out = _args.as_tuple(output_size, n, "output_size", fn, minimum=1)
+    utils.check_input(y, n, fn, name="y")
+    out = utils.as_tuple(output_size, n, "output_size", fn, minimum=1)
     batch, c = y.shape[: y.ndim - n - 1], y.shape[-1]
-    y2 = y.reshape((-1, _args.num_elements(y.shape[-n - 1 : -1]), c))
+    y2 = y.reshape((-1, utils.num_elements(y.shape[-n - 1 : -1]), c))
     i2 = indices.reshape(y2.shape)
     b = jnp.arange(y2.shape[0])[:, None, None]
     ch = jnp.arange(c)[None, None, :]
-    flat = jnp.zeros((y2.shape[0], _args.num_elements(out), c), y.dtype).at[b, i2, ch].set(y2, mode="drop")
+    flat = jnp.zeros((y2.shape[0], utils.num_elements(out), c), y.dtype).at[b, i2, ch].set(y2, mode="drop")
     return flat.reshape(batch + out + (c,))

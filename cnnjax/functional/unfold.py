@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 from cnnjax.functional.padding import pad_spatial
 
 
@@ -100,8 +100,8 @@ def unfold(
       >>> unfold(jnp.ones((2, 6, 6, 3)), (3, 3), stride=3).shape
       (2, 2, 2, 27)
     """
-    _args.check_padding_mode(padding_mode, "unfold")
-    n, k, s, pads, d = _args.window_geometry(
+    utils.check_padding_mode(padding_mode, "unfold")
+    n, k, s, pads, d = utils.window_geometry(
         x, kernel_size, stride, padding, dilation, "unfold", spatial_dims=spatial_dims, window_name="kernel_size", what="kernel"
     )
     p = patches(jnp.asarray(x), k, s, pads, d, padding_mode=padding_mode)
@@ -141,9 +141,9 @@ def fold(
     if not isinstance(output_size, Sequence) or isinstance(output_size, str):
         raise TypeError(f"{fn}: output_size must be a sequence of spatial sizes, got {output_size!r}")
     n = len(output_size)
-    _args.check_input(x, n, fn)
-    k = _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
-    kk = _args.num_elements(k)
+    utils.check_input(x, n, fn)
+    k = utils.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    kk = utils.num_elements(k)
     if x.shape[-1] % kk:
         raise ValueError(
             f"{fn}: the last dim of x ({x.shape[-1]}) must be prod(kernel_size)={kk} times C, "

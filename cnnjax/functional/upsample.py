@@ -7,7 +7,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic")
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) Keys cubic coefficient
@@ -30,9 +30,9 @@ def upsample_nearest(x, scale, *, spatial_dims=None):
     """
     fn = "upsample_nearest"
     x = jnp.asarray(x)
-    n = _args.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    for dim, f in enumerate(_args.as_tuple(scale, n, "scale", fn, minimum=1)):
+    n = utils.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    for dim, f in enumerate(utils.as_tuple(scale, n, "scale", fn, minimum=1)):
         x = jnp.repeat(x, f, axis=x.ndim - n - 1 + dim)
     return x
 
@@ -110,12 +110,12 @@ def resize(x, size, method: str = "nearest", align_corners: bool = False):
     if not isinstance(size, Sequence) or isinstance(size, str):
         raise TypeError(f"{fn}: size must be a sequence with one int per spatial dim, got size={size!r}")
     n = len(size)
-    _args.check_input(x, n, fn)
-    size = _args.as_tuple(size, n, "size", fn, minimum=1)
+    utils.check_input(x, n, fn)
+    size = utils.as_tuple(size, n, "size", fn, minimum=1)
     if method != "nearest":
-        _args.check_float(x, fn)
+        utils.check_float(x, fn)
     dtype = x.dtype
-    acc = _args.accumulation_dtype(dtype)
+    acc = utils.accumulation_dtype(dtype)
     x = x.astype(acc)
     for dim, out in enumerate(size):
         axis = x.ndim - n - 1 + dim
@@ -131,9 +131,9 @@ def resize(x, size, method: str = "nearest", align_corners: bool = False):
 
 def _shuffle_args(x, factor, spatial_dims, fn):
     x = jnp.asarray(x)
-    n = _args.spatial_rank(fn, ("factor", factor), spatial_dims=spatial_dims)
-    _args.check_input(x, n, fn)
-    return x, n, _args.as_tuple(factor, n, "factor", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("factor", factor), spatial_dims=spatial_dims)
+    utils.check_input(x, n, fn)
+    return x, n, utils.as_tuple(factor, n, "factor", fn, minimum=1)
 
 
 def pixel_shuffle(x, factor, *, spatial_dims=None):
@@ -154,7 +154,7 @@ def pixel_shuffle(x, factor, *, spatial_dims=None):
     """
     fn = "pixel_shuffle"
     x, n, r = _shuffle_args(x, factor, spatial_dims, fn)
-    block = _args.num_elements(r)
+    block = utils.num_elements(r)
     if x.shape[-1] % block:
         raise ValueError(
             f"{fn}: the channel count {x.shape[-1]} must be divisible by prod(factor)={block}, got x.shape={tuple(x.shape)}"
@@ -192,4 +192,4 @@ def pixel_unshuffle(x, factor, *, spatial_dims=None):
     x = x.reshape(tuple(shape) + (c,))
     # (*b, s1, r1, ..., sn, rn, c) -> (*b, s1..sn, c, r1..rn)
     perm = list(range(nb)) + [nb + 2 * i for i in range(n)] + [x.ndim - 1] + [nb + 2 * i + 1 for i in range(n)]
-    return x.transpose(perm).reshape(batch + tuple(s // f for s, f in zip(spatial, r)) + (c * _args.num_elements(r),))
+    return x.transpose(perm).reshape(batch + tuple(s // f for s, f in zip(spatial, r)) + (c * utils.num_elements(r),))

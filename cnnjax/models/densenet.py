@@ -22,8 +22,8 @@ class DenseLayer(nnx.Module):
         self.conv2 = nn.Conv(bn_size * growth, growth, (3, 3), padding=1, use_bias=False, rngs=rngs)
 
     def __call__(self, x):
-        y = self.conv1(nn.norm_relu(self.norm1, x))
-        y = self.conv2(nn.norm_relu(self.norm2, y))
+        y = self.conv1(jax.nn.relu(self.norm1(x)))
+        y = self.conv2(jax.nn.relu(self.norm2(y)))
         return jnp.concatenate([x, y], axis=-1)
 
 
@@ -35,7 +35,7 @@ class Transition(nnx.Module):
         self.conv = nn.Conv(cin, cout, (1, 1), use_bias=False, rngs=rngs)
 
     def __call__(self, x):
-        return F.avg_pool(self.conv(nn.norm_relu(self.norm, x)), (2, 2))
+        return F.avg_pool(self.conv(jax.nn.relu(self.norm(x))), (2, 2))
 
 
 class DenseNet(Model):
@@ -61,14 +61,14 @@ class DenseNet(Model):
         self.classifier = nnx.Linear(c, num_classes, rngs=rngs)
 
     def forward(self, x):
-        x = F.max_pool(nn.norm_relu(self.norm0, self.conv0(x)), (3, 3), 2, 1)
+        x = F.max_pool(jax.nn.relu(self.norm0(self.conv0(x))), (3, 3), 2, 1)
         features = {"stem": x}
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i < len(self.transitions):
                 x = self.transitions[i](x)
             features[f"block{i + 1}"] = x
-        x = F.global_avg_pool(nn.norm_relu(self.norm5, x), spatial_dims=2)
+        x = F.global_avg_pool(jax.nn.relu(self.norm5(x)), spatial_dims=2)
         features["pre_logits"] = x
         return self.classifier(x), features
 

@@ -21,7 +21,7 @@ class BasicConv2d(nnx.Module):
         self.bn = nn.BatchNorm(cout, eps=1e-3)
 
     def __call__(self, x):
-        return nn.norm_relu(self.bn, self.conv(x))
+        return jax.nn.relu(self.bn(self.conv(x)))
 
 
 def _pool_avg(x):

@@ -59,8 +59,8 @@ class BasicBlock(_Residual):
         self.downsample = downsample
 
     def __call__(self, x):
-        out, phase = self._sub(nn.norm_relu(self.bn1, self.conv1(x)))
-        return nn.norm_relu(self.bn2, self.conv2(out), residual=self._shortcut(x, phase))
+        out, phase = self._sub(jax.nn.relu(self.bn1(self.conv1(x))))
+        return jax.nn.relu(self.bn2(self.conv2(out)) + self._shortcut(x, phase))
 
 
 class Bottleneck(_Residual):
@@ -84,9 +84,9 @@ class Bottleneck(_Residual):
         self.downsample = downsample
 
     def __call__(self, x):
-        out = nn.norm_relu(self.bn1, self.conv1(x))
-        out, phase = self._sub(nn.norm_relu(self.bn2, self.conv2(out)))
-        return nn.norm_relu(self.bn3, self.conv3(out), residual=self._shortcut(x, phase))
+        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out, phase = self._sub(jax.nn.relu(self.bn2(self.conv2(out))))
+        return jax.nn.relu(self.bn3(self.conv3(out)) + self._shortcut(x, phase))
 
 
 def _stages_then_head(model, x, stages, features):
@@ -150,7 +150,7 @@ class ResNet(Model):
 
     def forward(self, x):
         features = {}
-        x = nn.norm_relu(self.bn1, self.conv1(x))
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
         x = x if self.stem_subsample is None else self.stem_subsample(x)
         x = self.maxpool(x)
         x = x if self.pool_subsample is None else self.pool_subsample(x)
@@ -239,7 +239,7 @@ class CifarResNet(Model):
         self.fc = nnx.Linear(64, num_classes, rngs=rngs)
 
     def forward(self, x):
-        x = nn.norm_relu(self.bn1, self.conv1(x))
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
         return _stages_then_head(self, x, ("layer1", "layer2", "layer3"), {"stem": x})
 
 

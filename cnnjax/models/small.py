@@ -13,7 +13,7 @@ from cnnjax.models.registry import register
 
 
 def _conv_relu_pool(cin, cout, k, pad, rngs):
-    return nn.ConvReLUMaxPool(nn.Conv(cin, cout, (k, k), padding=pad, rngs=rngs), nn.MaxPool((2, 2)))
+    return nnx.Sequential(nn.Conv(cin, cout, (k, k), padding=pad, rngs=rngs), jax.nn.relu, nn.MaxPool((2, 2)))
 
 
 class ConvMLP(Model):

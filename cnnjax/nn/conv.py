@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any, Sequence
 
 import jax
@@ -9,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 #: He/Kaiming normal over fan_in = prod(k) * C_in / groups: the usual choice for ReLU nets.
 default_kernel_init = jax.nn.initializers.he_normal()
@@ -22,8 +24,8 @@ def _init_params(layer, cin, cout, kernel_size, groups, transposed, spatial_dims
     fn = type(layer).__name__
     if cin % groups or cout % groups:
         raise ValueError(f"{fn}: groups={groups} must divide in_channels={cin} and out_channels={cout}")
-    n = _args.spatial_rank(fn, ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation), spatial_dims=spatial_dims)
-    k = _args.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    n = utils.spatial_rank(fn, ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation), spatial_dims=spatial_dims)
+    k = utils.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
     shape = k + ((cin, cout // groups) if transposed else (cin // groups, cout))
     layer.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
     layer.bias = nnx.Param(bias_init(rngs.params(), (cout,), param_dtype)) if use_bias else None
@@ -81,7 +83,11 @@ class Conv(nnx.Module):
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 
     def __call__(self, x: jax.Array, *, add_bias: bool = True) -> jax.Array:
-        """``add_bias=False`` leaves the bias out, for a caller that adds it later (:class:`cnnjax.nn.ConvReLUMaxPool`)."""
+        """``(*batch, *spatial, C_in) -> (*batch, *out, C_out)``. ``add_bias`` is deprecated (a fusion is the backend's
+        business, not the layer's)."""
+        if not add_bias:
+            warnings.warn("Conv(..., add_bias=False) is deprecated: build the layer with use_bias=False instead",
+                          DeprecationWarning, stacklevel=2)
         bias = self.bias[...] if self.bias is not None and add_bias else None
         x, kernel, bias = _cast(self.dtype, x, self.kernel[...], bias)
         return F.conv(

@@ -8,7 +8,7 @@ import jax
 from flax import nnx
 
 from cnnjax import functional as F
-from cnnjax.functional import _args
+from cnnjax.functional import utils
 
 
 class Upsample(nnx.Module):
@@ -33,8 +33,8 @@ class Upsample(nnx.Module):
             return F.resize(x, self.size, self.method, self.align_corners)
         if self.method == "nearest":
             return F.upsample_nearest(x, self.scale, spatial_dims=self.spatial_dims)
-        n = _args.spatial_rank("Upsample", ("scale", self.scale), spatial_dims=self.spatial_dims)
-        scale = _args.as_tuple(self.scale, n, "scale", "Upsample", minimum=1)
+        n = utils.spatial_rank("Upsample", ("scale", self.scale), spatial_dims=self.spatial_dims)
+        scale = utils.as_tuple(self.scale, n, "scale", "Upsample", minimum=1)
         size = tuple(s * f for s, f in zip(x.shape[-n - 1 : -1], scale))
         return F.resize(x, size, self.method, self.align_corners)
 

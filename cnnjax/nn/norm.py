@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any, Sequence
 
 import jax
@@ -49,7 +51,7 @@ class BatchNorm(nnx.Module):
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, residual: jax.Array | None = None,
                  relu: bool = False) -> jax.Array:
-        """``bn(x)``, then ``+ residual`` and ``max(., 0)`` when asked, fused (see :func:`norm_relu`)."""
+        """``bn(x)``. ``residual`` and ``relu`` are deprecated: write ``jax.nn.relu(bn(x) + residual)``."""
         eval_mode = self.use_running_average if use_running_average is None else use_running_average
         if self.dtype is not None:
             x = x.astype(self.dtype)
@@ -145,19 +147,9 @@ NORM_KINDS = ("batch", "group", "layer", "instance", "none")
 
 
 def norm_relu(norm: nnx.Module, x: jax.Array, residual: jax.Array | None = None) -> jax.Array:
-    """``relu(norm(x) + residual)`` (``residual`` optional), the tail of a ResNet block.
-
-    With a :class:`BatchNorm` this is one call of :func:`cnnjax.functional.batch_norm`, which on the
-    CPU runs the normalisation, the add and the ReLU as one oneDNN op forward and one backward;
-    any other layer (``norm_layer``'s ablations, :class:`Identity`) runs as written.
-
-    Example:
-      >>> x = jnp.ones((2, 4, 4, 8))
-      >>> norm_relu(BatchNorm(8), x, residual=x).shape
-      (2, 4, 4, 8)
-    """
-    if isinstance(norm, BatchNorm):
-        return norm(x, residual=residual, relu=True)
+    """Deprecated: ``jax.nn.relu(norm(x) + residual)`` (``residual`` optional). Write that; on CPU cnnjax's steps
+    fuse it into one oneDNN op themselves (:mod:`cnnjax.backends.cpu.fusion`)."""
+    warnings.warn("norm_relu is deprecated: write jax.nn.relu(norm(x) + residual)", DeprecationWarning, stacklevel=2)
     y = norm(x)
     return jax.nn.relu(y if residual is None else y + residual)
 

@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from cnnjax import models
+from cnnjax.backends.cpu import keep_freed_memory
 from cnnjax.data import STREAM_THRESHOLD_BYTES, GrainBatches, InMemoryBatches, builder, dataset_bytes, load_arrays
 from cnnjax.data import augment as make_augment
 from cnnjax.train import checkpoint
@@ -136,6 +137,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     Returns:
       A :class:`FitResult` with the run directory, the evaluation history and the trained model.
     """
+    if jax.default_backend() == "cpu":
+        keep_freed_memory()  # XLA:CPU's per-step temporaries stay in the process: cnnjax.backends.cpu.host_memory
     try:
         mesh = data_mesh(cfg.num_devices)
     except ValueError as e:

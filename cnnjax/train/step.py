@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cnnjax.functional.conv_strategies import compiler_options
-from cnnjax.functional.onednn import without_onednn
+from cnnjax.functional import dispatch
+from cnnjax.functional.dispatch import compiler_options
 from cnnjax.train.tasks import Objective
 
 
@@ -136,9 +136,10 @@ def make_train_step(
             y = jax.lax.with_sharding_constraint(y, batch_sharding)
         if augment is not None:
             x = augment(jax.random.fold_in(jax.random.key(state["seed"]), state["step"]), x)
-        # a batch split across devices keeps XLA's convolutions, which XLA partitions; it would run oneDNN's whole on each
-        with contextlib.nullcontext() if batch_sharding is None else without_onednn():
-            (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"], x, y)
+        # a batch split across devices keeps XLA's own ops, which XLA partitions; it would run a native kernel whole on each
+        with contextlib.nullcontext() if batch_sharding is None else dispatch.partitionable():
+            (loss, (logits, rest)), grads = jax.value_and_grad(dispatch.fused(loss_fn), has_aux=True)(
+                state["params"], state["rest"], x, y)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         acc = state["acc"]
@@ -171,5 +172,6 @@ def make_eval_step(eval_def: Any, compute_dtype: str = "float32", jit: bool = Tr
         logits = nnx.merge(eval_def, params, rest, copy=True)(x).astype(jnp.float32)
         return (objective.loss(logits, y).sum(), *objective.metrics(logits, y))
 
+    evaluate = dispatch.fused(evaluate)
     return jit_step(evaluate) if jit else evaluate
 

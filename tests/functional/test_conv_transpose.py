@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnjax.functional import conv, conv_output_size, conv_strategy, conv_transpose, conv_transpose_output_size, onednn
+from cnnjax.backends.cpu import onednn
+from cnnjax.functional import conv, conv_output_size, conv_strategy, conv_transpose, conv_transpose_output_size
 from tests.functional import reference as ref
 
 
@@ -112,29 +113,28 @@ def test_conv_transpose_is_the_vjp_of_conv(geom, groups, seed):
     ((3, 7, 2), (3, 2, 4)),  # 1-D, stride 3
     ((1, 2, 3, 2, 2), (2, 1, 3, 2, 3)),  # 3-D, a different stride per dim
 ])
-def test_tiled_path_equals_the_general_form(monkeypatch, xs, ws):
-    """kernel == stride on CPU takes one matrix product and a reshape; values and gradients must equal
-    the input-dilated convolution it replaces."""
-    import importlib
-
-    conv_module = importlib.import_module("cnnjax.functional.conv")  # the attribute `conv` is the function
+def test_tiled_path_equals_the_general_form(xs, ws):
+    """kernel == stride takes one matrix product and a reshape (the CPU backend's "tiled"); values and gradients
+    must equal the input-dilated convolution it replaces (the lax maths)."""
+    from cnnjax.backends.cpu.conv import tiled_conv_transpose, tiles_output
 
     rng = np.random.default_rng(0)
     x, w, b = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in (xs, ws, ws[-1:]))
     stride = ws[:-2]
-    # oneDNN, where it runs, comes first (tested below)
-    monkeypatch.setattr(conv_module, "_onednn_transposes", lambda *a: False)
-    assert conv_module._tiles_output(stride, stride, (0,) * len(stride), (0,) * len(stride), (1,) * len(stride), 1) == (
-        jax.default_backend() == "cpu")
-    f = lambda x, w, b: conv_transpose(x, w, b, stride=stride)
+    n = len(stride)
+    assert tiles_output(kernel=stride, strides=stride, padding=(0,) * n, output_padding=(0,) * n, dilation=(1,) * n,
+                        groups=1)
+    size = tuple(i * s for i, s in zip(xs[1:-1], stride))
+    tiled = lambda x, w, b: tiled_conv_transpose(x, w, stride, (0,) * n, (0,) * n, (1,) * n, 1, size) + b  # noqa: E731
+    f = lambda x, w, b: conv_transpose(x, w, b, stride=stride)  # noqa: E731
     ct = jnp.asarray(rng.normal(size=f(x, w, b).shape), jnp.float32)
-    loss = lambda *a: jnp.sum(f(*a) * ct)
-    fast, fast_grads = f(x, w, b), jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
-    monkeypatch.setattr(conv_module, "_tiles_output", lambda *a: False)
-    np.testing.assert_allclose(fast, f(x, w, b), rtol=1e-5, atol=1e-5)
-    for g_fast, g_general in zip(fast_grads, jax.grad(loss, argnums=(0, 1, 2))(x, w, b)):
+    loss = lambda f: (lambda *a: jnp.sum(f(*a) * ct))  # noqa: E731
+    with conv_strategy("lax"):
+        want, want_grads = f(x, w, b), jax.grad(loss(f), argnums=(0, 1, 2))(x, w, b)
+    np.testing.assert_allclose(tiled(x, w, b), want, rtol=1e-5, atol=1e-5)
+    for g_fast, g_general in zip(jax.grad(loss(tiled), argnums=(0, 1, 2))(x, w, b), want_grads):
         np.testing.assert_allclose(g_fast, g_general, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(jax.jit(f)(x, w, b), fast, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(tiled)(x, w, b), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")

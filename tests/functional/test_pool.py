@@ -16,7 +16,7 @@ from cnnjax.functional import (
     max_pool_with_indices,
     max_unpool,
 )
-from cnnjax.functional import onednn
+from cnnjax.backends.cpu import onednn, without_onednn
 from tests.functional import reference as ref
 
 GRID = [
@@ -188,9 +188,11 @@ def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=0.0):
 @pytest.mark.parametrize("shape, window", TILED)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype):
-    from cnnjax.functional.pool import _tiles
+    from cnnjax.backends.cpu.pool import tiles
 
-    assert _tiles(window, window, [(0, 0)] * len(window), (1,) * len(window))  # the fast path is what runs here
+    assert tiles(window=window, strides=window, pads=[(0, 0)] * len(window), dilation=(1,) * len(window))
+    if jax.default_backend() == "cpu":  # the fast path is what runs here
+        assert "custom_jvp_call" in str(jax.make_jaxpr(lambda x: max_pool(x, window))(jnp.zeros(shape, dtype)))
     # ReLU'd and rounded: many windows hold several equal maxima, where the gradient must pick the same one
     x = jnp.asarray(np.maximum(np.round(rng.normal(size=shape), 1), 0), dtype)
     f_fast, f_ref = (lambda x: max_pool(x, window)), (lambda x: _reduce_window_max(x, window))
@@ -222,7 +224,7 @@ def test_overlapping_max_pool_derivatives_equal_reduce_window_with_ties(rng, sha
             p = pool.patches(x, k, s, pads, d, pad_value=-jnp.inf)  # (*batch, *out, K, C)
             first = jnp.argmax(p, axis=-2, keepdims=True)
             return jnp.take_along_axis(p, first, axis=-2)[..., 0, :]
-    with onednn.without_onednn():  # float32 would take oneDNN's pooling (tested below)
+    with without_onednn():  # float32 would take oneDNN's pooling (tested below)
         assert "custom_jvp_call" in str(jax.make_jaxpr(f_fast)(x))  # the rule is what runs here
         _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng)
 

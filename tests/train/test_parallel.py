@@ -14,7 +14,7 @@ def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
         import jax, jax.numpy as jnp, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
         from cnnjax import models
-        from cnnjax.functional.onednn import without_onednn
+        from cnnjax.backends.cpu import without_onednn
         from cnnjax.train import TrainConfig, fit, tasks
         from cnnjax.train.loop import data_mesh, make_batches
         from cnnjax.train.optim import make_optimizer

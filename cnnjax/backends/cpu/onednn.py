@@ -3,10 +3,11 @@
 XLA:CPU's own convolution ran ResNet-style 3x3 convs 1.3-1.7x slower forward and 1.5-6.5x slower
 for the kernel gradient than oneDNN, the library PyTorch's CPU convolutions come from
 (``benchmarks/results/``). cnnjax calls oneDNN through XLA's foreign function interface:
-``onednn_conv.cc`` beside this file is compiled once per machine, on first use, with the system
-C++ compiler against the headers of the ``onednn-devel-cpu-gomp`` wheel and JAX's FFI headers,
+``onednn_conv.cc`` beside this file is compiled once per machine, on first use (a line on stderr
+says so; ``cnnjax info --build`` does it ahead of time), with the system C++ compiler against the headers of the ``onednn-devel-cpu-gomp`` wheel and JAX's FFI headers,
 into ``$CNNJAX_CACHE`` (default ``~/.cache/cnnjax``). Where anything is missing (another OS or
-processor, no compiler), :func:`available` says why and cnnjax keeps XLA's convolutions.
+processor, no compiler), :func:`available` says why and cnnjax keeps XLA's ops; a failed build warns
+once per process and is remembered on disk, so it is not retried on every start.
 
 The three ops (forward, input gradient, kernel gradient) are JAX primitives, each bilinear, whose
 derivatives are each other, so ``grad``, ``jvp``, ``linear_transpose`` and derivatives of any
@@ -16,7 +17,6 @@ Only float32 convs without input dilation run this way (any ``groups``, depthwis
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -24,9 +24,10 @@ import importlib.metadata
 import math
 import os
 import subprocess
+import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,7 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
 
-from cnnjax.functional._args import out_size
+from cnnjax.functional.utils import out_size
 
 _HERE = Path(__file__).parent
 #: compiled together into one library; the header is theirs
@@ -62,30 +63,10 @@ def available() -> bool:
     return jax.default_backend() == "cpu" and _load() is None
 
 
-_without: list[bool] = []
-
-
-@contextlib.contextmanager
-def without_onednn() -> Iterator[None]:
-    """Inside the block, neither convs (``strategy="auto"``) nor batch norm pick oneDNN: for programs that XLA
-    partitions across devices, whose partitioner gathers a oneDNN call's operands and runs it whole on every
-    device (XLA's own ops are partitioned along the batch)."""
-    _without.append(True)
-    try:
-        yield
-    finally:
-        _without.pop()
-
-
-def wanted() -> bool:
-    """Whether automatic choices may take oneDNN here: it is :func:`available` and no :func:`without_onednn` block is open."""
-    return not _without and available()
-
-
 def unavailable_reason() -> str | None:
     """Why :func:`available` is false (``None`` when it is true)."""
     if jax.default_backend() != "cpu":
-        return f"oneDNN convolutions run on the CPU backend only; the default backend is {jax.default_backend()!r}"
+        return f"oneDNN kernels run on the CPU backend only; the default backend is {jax.default_backend()!r}"
     return _load()
 
 
@@ -105,7 +86,18 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
-def _build() -> Path:
+#: Written beside the library when a build fails, holding the reason: later processes read it instead of rebuilding.
+FAILED = "build-failed.txt"
+#: What to do about a failed build, said with its reason.
+FIX = "install a C++ compiler (e.g. apt-get install g++) or set CXX to one, then run `cnnjax info --build`"
+
+
+class BuildFailed(OnednnUnavailable):
+    """The C++ bridge could not be compiled; remembered on disk (:data:`FAILED`) under the build's key."""
+
+
+def _inputs() -> tuple[Path, Path, str]:
+    """``(include dir, lib dir, key)``; the key hashes the sources and the versions the library is built against."""
     include = _wheel_dir("onednn-devel-cpu-gomp", "dnnl.hpp")
     include = include.parent if include.name == "dnnl" else include  # .../include/oneapi/dnnl -> .../include
     include = include.parent if include.name == "oneapi" else include
@@ -113,37 +105,76 @@ def _build() -> Path:
     sources = [f.read_bytes() for f in (*_SOURCES, _HEADER)]
     key = hashlib.sha256(b"|".join([*sources, jax.__version__.encode(), importlib.metadata.version("jaxlib").encode(),
                                     importlib.metadata.version("onednn-cpu-gomp").encode()])).hexdigest()[:16]
+    return include, lib, key
+
+
+def build_dir() -> Path:
+    """Where this installation's library is (or will be) built: ``$CNNJAX_CACHE/onednn-<key>``."""
+    return _cache_dir() / f"onednn-{_inputs()[2]}"
+
+
+def build(force: bool = False) -> Path:
+    """Compile the bridge once per machine (a message says so) and return the library's path.
+
+    A failed build raises :class:`BuildFailed` and is remembered in :data:`FAILED`, so later processes fail at
+    once with the same reason; ``force=True`` (``cnnjax info --build``) forgets that and tries again.
+    """
+    include, lib, key = _inputs()
     out = _cache_dir() / f"onednn-{key}" / "libcnnjax_onednn.so"
+    failed = out.parent / FAILED
     if out.exists():
         return out
+    if failed.exists() and not force:
+        raise BuildFailed(failed.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
+    failed.unlink(missing_ok=True)
     cxx = os.environ.get("CXX", "c++")
+    print(f"cnnjax: compiling the oneDNN CPU kernels with {cxx} (once per installation, about half a minute) "
+          f"into {out.parent}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two processes may build at once
         part = Path(tmp) / out.name
         cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w", *map(str, _SOURCES), f"-I{jax.ffi.include_dir()}",
                f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", str(part)]
+        reason = None
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                reason = f"compiling {', '.join(f.name for f in _SOURCES)} with {cxx} failed: {done.stderr[-2000:].strip()}"
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise OnednnUnavailable(f"could not run the C++ compiler {cxx!r} ({e}); set CXX to one") from None
-        if done.returncode != 0:
-            raise OnednnUnavailable(f"compiling {', '.join(f.name for f in _SOURCES)} failed:\n{' '.join(cmd)}\n{done.stderr[-2000:]}")
+            reason = f"could not run the C++ compiler {cxx!r} ({e})"
+        if reason is not None:
+            failed.write_text(reason)
+            raise BuildFailed(reason)
         os.replace(part, out)
     return out
 
 
 @functools.lru_cache(maxsize=1)
 def _library() -> tuple[ctypes.CDLL | None, str | None]:
-    """Build (once per machine) and register the FFI targets: ``(library, None)``, or ``(None, why not)``."""
+    """Build (once per machine) and register the FFI targets: ``(library, None)``, or ``(None, why not)``.
+
+    A failed build or load warns once per process, with the reason and the fix; a platform the wheels do not
+    exist for (the packages are absent) stays quiet: XLA's ops are the plan there.
+    """
     try:
-        library = ctypes.cdll.LoadLibrary(str(_build()))
+        library = ctypes.cdll.LoadLibrary(str(build()))
+    except BuildFailed as e:
+        _warn(str(e), f"(remembered in {build_dir() / FAILED}; {FIX})")
+        return None, str(e)
     except OnednnUnavailable as e:
         return None, str(e)
     except OSError as e:
-        return None, f"could not load the compiled oneDNN library: {e}"
+        reason = f"could not load the compiled oneDNN library: {e}"
+        _warn(reason, "(delete it to rebuild, or run `cnnjax info --build`)")
+        return None, reason
     for target in _ALL_TARGETS:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
     return library, None
+
+
+def _warn(reason: str, fix: str) -> None:
+    warnings.warn(f"cnnjax: the oneDNN CPU kernels are unavailable, so XLA's own ops run instead (the same "
+                  f"results, slower): {reason} {fix}", RuntimeWarning, stacklevel=2)
 
 
 def _load() -> str | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnjax import functional as F
-from cnnjax.functional import onednn, onednn_batch_norm
+from cnnjax.backends.cpu import onednn, onednn_batch_norm, without_onednn
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
 
@@ -23,13 +23,21 @@ def _case(shape, seed=0):
 
 
 def _bn(tail, stats, onednn_on=True):
-    """``f(x, scale, bias, residual) -> y`` in training mode, on oneDNN or (``onednn_on=False``) XLA's ops."""
+    """``f(x, scale, bias, residual) -> y`` in training mode: oneDNN's call with the tail fused in where it fuses
+    (a ReLU, with or without the residual), else ``F.batch_norm`` then the tail; or (``onednn_on=False``)
+    XLA's ops throughout."""
+    relu, residual = tail.get("relu", False), tail.get("residual", False)
+
     def f(x, s, b, r):
-        kw = {"relu": tail.get("relu", False), "residual": r if tail.get("residual") else None}
+        if onednn_on and relu:
+            return onednn_batch_norm.batch_norm(x, s, b, 1e-5, residual=r if residual else None, relu=True)[0]
         if onednn_on:
-            return F.batch_norm(x, s, b, stats, training=True, **kw)[0]
-        with onednn.without_onednn():
-            return F.batch_norm(x, s, b, stats, training=True, **kw)[0]
+            y = F.batch_norm(x, s, b, stats, training=True)[0]
+        else:
+            with without_onednn():
+                y = F.batch_norm(x, s, b, stats, training=True)[0]
+        y = y + r if residual else y
+        return jnp.maximum(y, 0) if relu else y
     return f
 
 
@@ -47,7 +55,7 @@ def test_values_statistics_gradients_and_jvps_equal_xla(shape, tail):
     args = (x, s, b, r)
     _close(ours(*args), ref(*args))
     new = F.batch_norm(x, s, b, stats, training=True)[1]
-    with onednn.without_onednn():
+    with without_onednn():
         new_ref = F.batch_norm(x, s, b, stats, training=True)[1]
     for k in ("mean", "var"):
         _close(new[k], new_ref[k])
@@ -92,16 +100,16 @@ def test_training_float32_runs_on_onednn_and_the_rest_on_xla():
     x, s, b, r, _ = _case((4, 3, 3, 8))
     stats = F.init_batch_norm_stats(8)
     prims = lambda f, *a: {str(e.primitive) for e in jax.make_jaxpr(f)(*a).eqns}  # noqa: E731
-    train = lambda x: F.batch_norm(x, s, b, stats, training=True, relu=True, residual=r)[0]  # noqa: E731
+    train = lambda x: F.batch_norm(x, s, b, stats, training=True)[0]  # noqa: E731
     assert "onednn_batch_norm_forward" in prims(train, x)
     grad_prims = prims(jax.grad(lambda x: jnp.sum(train(x))), x)
     assert {"onednn_batch_norm_forward", "onednn_batch_norm_backward"} <= grad_prims
-    for f, arg in [(lambda x: F.batch_norm(x, s, b, stats, training=False, relu=True)[0], x),  # running statistics
+    for f, arg in [(lambda x: F.batch_norm(x, s, b, stats, training=False)[0], x),  # running statistics
                    (train, x.astype(jnp.bfloat16)),
                    (lambda x: jax.vmap(lambda x: F.batch_norm(x, s, b, stats, training=True, axis_name="i")[0],
                                        axis_name="i")(x), x)]:
         assert not any(p.startswith("onednn") for p in prims(f, arg))
-    with onednn.without_onednn():  # a new function: JAX caches the trace of `train`
+    with without_onednn():  # a new function: JAX caches the trace of `train`
         assert not any(p.startswith("onednn") for p in prims(lambda x: train(x), x))
 
 
@@ -109,15 +117,16 @@ def test_training_float32_runs_on_onednn_and_the_rest_on_xla():
 def test_missing_scale_and_bias_and_the_relu_workspace():
     x = _case((5, 4, 4, 3))[0]
     stats = F.init_batch_norm_stats(3)
-    y = F.batch_norm(x, None, None, stats, training=True, relu=True)[0]
-    with onednn.without_onednn():
-        _close(y, F.batch_norm(x, None, None, stats, training=True, relu=True)[0])
+    y = F.batch_norm(x, None, None, stats, training=True)[0]
+    with without_onednn():
+        _close(y, F.batch_norm(x, None, None, stats, training=True)[0])
     assert onednn_batch_norm._workspace_bytes(x, 1e-5, onednn_batch_norm.MODES["relu"]) >= 1
 
 
 def test_bad_residual_and_unfused_residual_are_reported():
     x = jnp.ones((2, 3, 3, 4))
-    with pytest.raises(ValueError, match=r"residual must have x's shape \(2, 3, 3, 4\), got residual.shape=\(2, 3, 3, 5\)"):
+    with pytest.raises(ValueError, match=r"residual must have x's shape \(2, 3, 3, 4\), got residual.shape=\(2, 3, 3, 5\)"), \
+            pytest.warns(DeprecationWarning, match="residual= and relu= are deprecated"):
         F.batch_norm(x, None, None, F.init_batch_norm_stats(4), training=True, residual=jnp.ones((2, 3, 3, 5)))
     with pytest.raises(ValueError, match="fused only with relu=True"):
         onednn_batch_norm.batch_norm(x, jnp.ones(4), jnp.zeros(4), 1e-5, residual=x)

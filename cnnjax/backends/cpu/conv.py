@@ -1,35 +1,24 @@
-"""How :func:`cnnjax.functional.conv` computes: XLA's convolution, oneDNN's, im2col + one matrix
-product, or (depthwise convs) a sum over kernel taps; and the XLA options cnnjax compiles with.
+"""The CPU backend's convolutions: oneDNN's, im2col + one matrix product, a sum over kernel taps, and XLA's
+convolution with a kernel gradient that reads a materialized input; and the rule that picks among them.
 
-All compute the same function (equal to float rounding, gradients included). The choice is
-made per shape, dtype and backend by a fixed rule (so runs stay bit-reproducible), cached,
-and can be overridden per call (``conv(..., strategy="im2col")``) or for a block of code
-(``with conv_strategy("lax"): ...``).
+All compute :func:`cnnjax.functional.conv`'s function (equal to float rounding, gradients included).
+The choice is made per shape, dtype and platform by a fixed rule (so runs stay bit-reproducible), and
+can be overridden per call (``conv(..., strategy="im2col")``) or for a block of code
+(``with conv_strategy("lax"): ...``). Why a rule and not autotuning: timing candidates at trace time
+would make the choice, and so the float rounding, differ between runs. The measurements behind the
+rule are ``python -m benchmarks --only conv_strategies`` (``docs/performance.md`` summarises them).
 
-Why a rule and not autotuning: timing candidates at trace time would make the choice, and
-so the float rounding, differ between runs. The rule comes from ``python -m benchmarks --only conv_strategies``
-on a 2-core AVX-512 CPU (``benchmarks/results/``). On CPU, float32 dense convs run on oneDNN
-(:mod:`cnnjax.functional.onednn`, the library behind PyTorch's CPU convolutions) wherever this
-machine can build it: forward plus backward 2-3.7x faster than XLA:CPU's convolution for 3x3
-convs with 8-64 channels, strided and 1x1 convs and the stems, its kernel gradient 2-11x. Two
-cases keep another strategy: outputs smaller than the kernel (a 3x3 conv on a 2x2 map, the
-last stage of a ResNet fed 32x32 images: im2col, 1.2x faster), and depthwise convs
-(``groups == C_in``): a sum over the kernel taps of shifted views times weights ("taps"),
-fused by XLA into one pass (XLA:CPU's grouped convolution was 40x slower forward).
+The rule on CPU:
+- float32 dense and depthwise convs run on oneDNN (:mod:`.onednn`, the library behind PyTorch's CPU
+  convolutions) wherever this machine can build it, except outputs smaller than the kernel in every dim
+  (most of each window is padding), which take im2col;
+- without oneDNN (another OS or processor, no C++ compiler, bfloat16): depthwise convs run as "taps";
+  first layers (a contraction ``C_in * prod(kernel)`` of at most ``SMALL_CONTRACTION``) as "taps";
+  tiny outputs, strided 3x3 and smaller, narrow (:func:`is_narrow`) and 1x1 convs as "im2col"; the rest
+  on XLA's convolution ("xla_cpu").
 
-Without oneDNN (another OS or processor, no C++ compiler, bfloat16) the rule is XLA:CPU's: its
-convolution is slow, forward plus backward, for 1x1 kernels (plain matrix products), for
-strided 3x3 convs, and when the output is smaller than the kernel (10-80x slower); there a
-matrix product over explicitly gathered patches ("im2col") wins, except for a first layer's
-kernel gradient, which stays XLA's. For stride-1 convs with many channels, and strided 5x5
-to 11x11 stems, XLA's convolution is kept. Convs whose contraction ``C_in * prod(kernel)`` is
-small (first layers on 1- or 3-channel inputs) run as "taps" (1.8-4.8x faster forward; their
-derivatives are im2col's). On GPU and TPU, XLA's convolution (cuDNN) is used everywhere.
-
-:func:`compiler_options` are the options cnnjax's own jitted steps compile with: on CPU they
-give XLA's convolutions to its multi-threaded kernel instead of YNNPACK's, which ran on one core.
+:func:`compiler_options` are the options cnnjax's own jitted steps compile with on CPU.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -41,12 +30,11 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from cnnjax.functional import onednn
-from cnnjax.functional.onednn import without_onednn  # noqa: F401  (re-exported: the switch covers convs)
-from cnnjax.functional._args import accumulation_dtype, materialize
+from cnnjax.backends.cpu import onednn
+from cnnjax.functional import dispatch
+from cnnjax.functional.conv import lax_conv
 from cnnjax.functional.unfold import shifted_views
-
-STRATEGIES = ("auto", "lax", "im2col", "taps", "onednn")
+from cnnjax.functional.utils import accumulation_dtype, materialize
 
 #: On CPU, a dense conv whose contraction ``C_in * prod(kernel)`` is at most this (a first layer) runs as
 #: "taps"; this is also the most the "taps" strategy takes for a dense conv.
@@ -61,81 +49,27 @@ def is_narrow(c_in: int, kernel: Sequence[int]) -> bool:
     """Whether a conv with ``c_in`` input channels and this kernel shape is narrow (see ``NARROW_CHANNELS``)."""
     return c_in < NARROW_CHANNELS and math.prod(kernel) <= NARROW_KERNEL
 
-_override: list[str] = []
-
-
-#: XLA:CPU's default hands convolutions, matrix products and reductions to YNNPACK. Its convolution ran
-#: 3x3 convs with 32 or more channels on one core of two (128x16x16x32: 2.6 ms on 1 core; XLA's own
-#: kernel 1.7 ms on both) and their kernel gradients too, so on CPU cnnjax keeps YNNPACK for
-#: the rest and leaves convolutions to XLA (``benchmarks/results/``).
+#: XLA:CPU's default hands convolutions, matrix products and reductions to YNNPACK, whose convolution ran on
+#: one core where XLA's own kernel uses all of them; on CPU cnnjax keeps YNNPACK for the rest and leaves
+#: convolutions to XLA.
 CPU_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
 }
 
 
-def compiler_options(backend: str | None = None) -> dict[str, str]:
-    """XLA compiler options under which cnnjax's convolutions run fastest on ``backend`` (default: JAX's).
-
-    cnnjax's training and evaluation steps compile with them. Pass them to your own top-level
-    ``jax.jit`` to get the same speed; they change which kernels run, not what is computed
-    (results agree to float rounding). Empty off CPU, and where this jaxlib rejects them.
-
-    Returns:
-      A dict for ``jax.jit(..., compiler_options=...)``: ``{}`` or :data:`CPU_COMPILER_OPTIONS`.
-
-    Example:
-      >>> step = jax.jit(lambda x: x + 1, compiler_options=compiler_options() or None)
-      >>> int(step(1))
-      2
-    """
-    if (backend or jax.default_backend()) != "cpu" or not _cpu_options_accepted():
-        return {}
-    return dict(CPU_COMPILER_OPTIONS)
+def compiler_options() -> dict[str, str]:
+    """:data:`CPU_COMPILER_OPTIONS`, or ``{}`` where this jaxlib rejects them (the flag is experimental)."""
+    return dict(CPU_COMPILER_OPTIONS) if _cpu_options_accepted() else {}
 
 
 @functools.lru_cache(maxsize=1)
 def _cpu_options_accepted() -> bool:
-    # the flag is experimental: a jaxlib that dropped or renamed it must not break compilation
+    # a jaxlib that dropped or renamed the flag must not break compilation
     try:
         jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(jnp.zeros(())).compile()
         return True
     except Exception:  # XlaRuntimeError / ValueError, by jaxlib version
         return False
-
-
-def check_strategy(strategy: str, fn: str) -> str:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"{fn}: unknown strategy {strategy!r}; allowed: {', '.join(map(repr, STRATEGIES))}")
-    return strategy
-
-
-@contextlib.contextmanager
-def conv_strategy(strategy: str) -> Iterator[None]:
-    """Use ``strategy`` for every ``conv`` traced inside the block that does not name its own.
-
-    ``"lax"`` also keeps :func:`~cnnjax.functional.conv_transpose` on XLA's convolution (no
-    oneDNN or tiled matrix product on CPU) and :func:`~cnnjax.functional.max_pool` on ``reduce_window``
-    (no oneDNN pooling), so the traced graph holds ``conv_general_dilated`` for every conv and
-    ``reduce_window`` for every pool: what jaxpr readers such as ``cnnjax.inspect.receptive_field`` follow.
-
-    Example:
-      >>> x, w = jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4))
-      >>> from cnnjax.functional import conv
-      >>> with conv_strategy("lax"):
-      ...     y = conv(x, w)
-      >>> bool(jnp.allclose(y, conv(x, w, strategy="im2col")))
-      True
-    """
-    _override.append(check_strategy(strategy, "conv_strategy"))
-    try:
-        yield
-    finally:
-        _override.pop()
-
-
-def overridden() -> str:
-    """The strategy set by the innermost :func:`conv_strategy` block, ``"auto"`` outside any."""
-    return _override[-1] if _override else "auto"
 
 
 def supports_im2col(groups: int, input_dilation: Sequence[int]) -> bool:
@@ -150,70 +84,104 @@ def is_small_dense(c_in: int, kernel: Sequence[int], groups: int, input_dilation
     return supports_im2col(groups, input_dilation) and c_in * math.prod(kernel) <= SMALL_CONTRACTION
 
 
-@functools.lru_cache(maxsize=4096)
-def _auto(backend: str, c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], out: tuple[int, ...],
-          supported: bool, depthwise: bool = False, onednn_ok: bool = False) -> str:
-    if backend == "cpu" and depthwise:
-        # oneDNN's depthwise kernels: forward+backward 4x faster than taps (64 channels, 32x32 maps)
-        return "onednn" if onednn_ok else "taps"
-    if backend != "cpu" or not supported:
-        return "lax"
-    # an output smaller than the kernel in every dim: most of each window is padding, which XLA:CPU's
-    # kernels pay for (a 3x3 conv on 2x2 maps ran 40-80x slower forward+backward than im2col; 3x3 maps ran 1.2-1.4x faster)
-    tiny = all(o < k for o, k in zip(out, kernel))
-    # oneDNN, where it runs: forward+backward 2-3.7x faster than XLA's conv or im2col, first layers' forward
-    # and kernel gradient 1.7-6x faster than taps; on tiny outputs im2col stays 1.2x faster
-    if onednn_ok and not tiny:
-        return "onednn"
-    if c_in * math.prod(kernel) <= SMALL_CONTRACTION:
-        return "taps"
-    # strided 3x3 convs ran 1.5-1.7x faster as im2col in CIFAR ResNets; 5x5, 7x7 and 11x11 stems 1.2-2x slower
-    strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
-    # XLA's input gradient writes C_in channels: with few (LeNet's and SimpleCNN's 6->16) it ran 2.3x slower;
-    # 7x7 and larger stems on RGB stay on XLA's conv (as strided ones above)
-    narrow = is_narrow(c_in, kernel)
-    return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "lax"
-
-
 def supports_onednn(groups: int, input_dilation: Sequence[int], dtype) -> bool:
     """Whether oneDNN's convolution computes this conv: any ``groups``, 1-3 spatial dims, no input dilation, float32."""
     return (all(d == 1 for d in input_dilation) and 1 <= len(input_dilation) <= 3
             and jnp.dtype(dtype) == jnp.float32)
 
 
-def resolve(strategy: str, c_in: int, kernel: Sequence[int], strides: Sequence[int], groups: int,
-            input_dilation: Sequence[int], out: Sequence[int], fn: str, dtype=jnp.float32) -> str:
-    """The strategy a conv of this geometry (``out``: its output's spatial size) computed in ``dtype`` runs with
-    on the default backend."""
-    strategy = check_strategy(strategy, fn)
-    if strategy == "auto":
-        strategy = overridden()
-    supported = supports_im2col(groups, input_dilation)
-    depthwise = is_depthwise(c_in, groups, input_dilation)
-    if strategy == "auto":
-        dnnl = supports_onednn(groups, input_dilation, dtype) and onednn.wanted()
-        return _auto(jax.default_backend(), c_in, tuple(kernel), tuple(strides), tuple(out), supported, depthwise, dnnl)
-    if strategy == "onednn":
-        if not supports_onednn(groups, input_dilation, dtype):
-            raise ValueError(f"{fn}: strategy='onednn' needs input_dilation=1, 1-3 spatial dims and float32; "
-                             f"got input_dilation={tuple(input_dilation)}, dtype={jnp.dtype(dtype).name}")
-        if not onednn.available():
-            raise ValueError(f"{fn}: strategy='onednn' is unavailable here: {onednn.unavailable_reason()}")
-    if strategy == "taps" and not (depthwise or is_small_dense(c_in, kernel, groups, input_dilation)):
-        raise ValueError(f"{fn}: strategy='taps' is for depthwise convs (groups == C_in > 1) and for convs with "
-                         f"groups=1 and C_in * prod(kernel) <= {SMALL_CONTRACTION}, both with input_dilation=1; got "
-                         f"C_in={c_in}, kernel={tuple(kernel)}, groups={groups}, input_dilation={tuple(input_dilation)}")
-    if strategy == "im2col" and not supported:
-        raise ValueError(f"{fn}: strategy='im2col' needs groups=1 and input_dilation=1, got groups={groups}, "
-                         f"input_dilation={tuple(input_dilation)}")
-    return strategy
+@functools.lru_cache(maxsize=4096)
+def _auto(c_in: int, kernel: tuple[int, ...], strides: tuple[int, ...], out: tuple[int, ...],
+          supported: bool, depthwise: bool, onednn_ok: bool) -> str:
+    if depthwise:
+        return "onednn" if onednn_ok else "taps"
+    if not supported:
+        return "xla_cpu"
+    # an output smaller than the kernel in every dim: most of each window is padding, which the direct kernels
+    # pay for and im2col does not
+    tiny = all(o < k for o, k in zip(out, kernel))
+    if onednn_ok and not tiny:
+        return "onednn"
+    if c_in * math.prod(kernel) <= SMALL_CONTRACTION:
+        return "taps"
+    # XLA:CPU's own convolution is slow for small strided kernels, for 1x1 kernels (plain matrix products) and for
+    # input gradients into few channels; 5x5 to 11x11 strided stems stay on it
+    strided = any(s > 1 for s in strides) and math.prod(kernel) <= 9
+    narrow = is_narrow(c_in, kernel)
+    return "im2col" if tiny or strided or narrow or math.prod(kernel) == 1 else "xla_cpu"
 
 
-def dimension_numbers(n: int) -> jax.lax.ConvDimensionNumbers:
-    """lax layout for ``(N, *spatial, C)`` inputs/outputs and ``(*k, I, O)`` kernels, any ``n``."""
-    io = (0, n + 1, *range(1, n + 1))
-    return jax.lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
+def rule(usable, *, c_in, kernel, strides, groups, input_dilation, out, dtype) -> str:
+    """The CPU's automatic choice for a conv of this geometry (see the module docstring)."""
+    onednn_ok = supports_onednn(groups, input_dilation, dtype) and usable("onednn")
+    return _auto(c_in, tuple(kernel), tuple(strides), tuple(out), supports_im2col(groups, input_dilation),
+                 is_depthwise(c_in, groups, input_dilation), onednn_ok)
 
+
+def register() -> None:
+    """Register the CPU conv and conv_transpose implementations, their rules and the compiler options."""
+    dispatch.register(
+        "conv", "im2col", lambda x, w, strides, pads, in_dil, dil, groups, precision: im2col_conv(
+            x, w, strides, pads, dil, precision),
+        platform=None, supports=lambda *, groups, input_dilation, **_: supports_im2col(groups, input_dilation),
+        doc="patches @ kernel; needs groups=1 and input_dilation=1")
+    dispatch.register(
+        "conv", "taps", lambda x, w, strides, pads, in_dil, dil, groups, precision: taps_conv(
+            x, w, strides, pads, dil, groups, precision),
+        platform=None, supports=lambda *, c_in, kernel, groups, input_dilation, **_: (
+            is_depthwise(c_in, groups, input_dilation) or is_small_dense(c_in, kernel, groups, input_dilation)),
+        doc=f"a sum of shifted views times weights; for depthwise convs (groups == C_in > 1) and for convs with "
+            f"groups=1 and C_in * prod(kernel) <= {SMALL_CONTRACTION}, both with input_dilation=1")
+    dispatch.register(
+        "conv", "onednn", lambda x, w, strides, pads, in_dil, dil, groups, precision: onednn_conv(
+            x, w, strides, pads, dil, groups),
+        platform="cpu", supports=lambda *, groups, input_dilation, dtype, **_: supports_onednn(groups, input_dilation, dtype),
+        available=lambda: onednn.available(), native=True, doc="oneDNN's convolution; needs input_dilation=1, 1-3 spatial dims and float32")
+    dispatch.register("conv", "xla_cpu", xla_conv, platform=None,
+                      doc="XLA's convolution, its kernel gradient reading a materialized input")
+    dispatch.register_rule("conv", "cpu", rule)
+    dispatch.register(
+        "conv_transpose", "onednn", onednn_conv_transpose, platform="cpu", available=lambda: onednn.available(), native=True,
+        supports=lambda *, kernel, strides, output_padding, dtype, **_: (
+            1 <= len(kernel) <= 3 and jnp.dtype(dtype) == jnp.float32
+            and all(op < s for op, s in zip(output_padding, strides))),
+        doc="oneDNN's backward-data convolution; float32, 1-3 spatial dims, output_padding < stride")
+    dispatch.register("conv_transpose", "tiled", tiled_conv_transpose, platform=None, supports=tiles_output,
+                      doc="one matrix product and an interleave; kernel == stride, no padding, dilation 1, groups=1")
+    dispatch.register_rule("conv_transpose", "cpu", lambda usable, **g: (
+        "onednn" if usable("onednn") and dispatch.implementations("conv_transpose")["onednn"].supports(**g)
+        else "tiled" if tiles_output(**g) else None))
+    dispatch.register_reason("onednn", lambda: onednn.unavailable_reason())
+    dispatch.register_compiler_options("cpu", compiler_options)
+
+
+def onednn_conv_transpose(x, w, strides, pad, out_pad, dil, groups, size, precision=None):
+    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out/g)`` -> ``(N, *size, C_out)``: the input gradient of the conv
+    from ``(N, *size, C_out)`` to ``x``'s shape, whose kernel is ``w``'s (*k, C_out/g, C_in) (blocks of ``C_in``).
+    ``output_padding`` below the stride only selects ``size``."""
+    n = w.ndim - 2
+    kernel, c_in, c_out_g = w.shape[:n], w.shape[-2], w.shape[-1]
+    k = jnp.moveaxis(w.reshape(*kernel, groups, c_in // groups, c_out_g), n + 2, n).reshape(*kernel, c_out_g, c_in)
+    return onednn.conv_input_grad(x, k, (x.shape[0], *size, c_out_g * groups), strides, dil, [(p, p) for p in pad], groups)
+
+
+def tiles_output(*, kernel, strides, padding, output_padding, dilation, groups, **_) -> bool:
+    """kernel == stride, nothing cropped or added: each input element writes its own tile (U-Net's up-convolutions).
+    XLA:CPU runs the general form, an input-dilated convolution, far slower than one matrix product."""
+    return (tuple(kernel) == tuple(strides) and not any(padding) and not any(output_padding)
+            and all(d == 1 for d in dilation) and groups == 1)
+
+
+def tiled_conv_transpose(x, w, strides, pad, out_pad, dil, groups, size, precision=None):
+    """``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)`` with stride ``k`` -> ``(N, *spatial * k, C_out)``:
+    ``y[n, s*i + a] = x[n, i] @ w[a]``, one matrix product then the tiles interleaved."""
+    n = w.ndim - 2
+    kernel, spatial, c_out = w.shape[:n], x.shape[1:-1], w.shape[-1]
+    # a 2-D product: XLA:CPU differentiates the batched (N, *spatial, C) form more slowly
+    tiles = jnp.matmul(x.reshape(-1, x.shape[-1]), jnp.moveaxis(w, n, 0).reshape(w.shape[n], -1), precision=precision)
+    tiles = tiles.reshape(x.shape[0], *spatial, *kernel, c_out)
+    order = [0, *(a for i in range(n) for a in (1 + i, 1 + n + i)), 2 * n + 1]  # (N, i1, a1, i2, a2, ..., C)
+    return tiles.transpose(order).reshape(x.shape[0], *(i * k for i, k in zip(spatial, kernel)), c_out)
 
 def _bilinear_jvp(y, dx, dw, dx_term, dw_term):
     """``(y, dx_term() + dw_term())`` for an op linear in each of ``x`` and ``w``, skipping symbolic-zero tangents."""
@@ -233,17 +201,14 @@ def _im2col_tangent(y, x, w, dx, dw, strides, pads, dilation, precision):
     return _bilinear_jvp(y, dx, dw, lambda: _patch_product(dx, w, *args), kernel_term)
 
 
-def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision):
-    """XLA's convolution, ``(N, *spatial, C_in)`` x ``(*k, C_in / groups, C_out)`` through
-    ``lax.conv_general_dilated``; on CPU its kernel gradient reads a copy of ``x`` made once in the
-    forward pass (see ``_lax_jvp``)."""
-    args = (tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation), tuple(rhs_dilation), groups, precision)
-    return (_lax_gathered if jax.default_backend() == "cpu" else _xla_conv)(x, w, *args)
-
-
 def _xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision):
-    return jax.lax.conv_general_dilated(x, w, strides, pads, lhs_dilation, rhs_dilation, dimension_numbers(len(strides)),
-                                        feature_group_count=groups, precision=precision)
+    return lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision)
+
+
+def xla_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision=None):
+    """XLA's convolution whose kernel gradient reads a copy of ``x`` made once in the forward pass (see ``_lax_jvp``)."""
+    args = (tuple(strides), tuple(map(tuple, pads)), tuple(lhs_dilation), tuple(rhs_dilation), groups, precision)
+    return _lax_gathered(x, w, *args)
 
 
 _lax_gathered = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 8)))

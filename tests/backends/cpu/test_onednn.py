@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax.functional import conv, conv_strategies, onednn
+from cnnjax.backends.cpu import onednn
+from cnnjax.functional import conv
+from tests.backends.cpu.test_conv import _auto, _resolve
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
 
@@ -66,7 +68,7 @@ def test_values_gradients_and_jvps_equal_xla(xs, ws, kw):
 def test_narrow_convs_take_im2col_input_gradient(c_in, k, onednn_input_grad):
     """Into few input channels through a small kernel, oneDNN's input gradient is slower than im2col's (the
     transpose of its patch product). The forward and kernel gradient stay oneDNN's, and the result equals XLA's."""
-    from cnnjax.functional.conv_strategies import NARROW_CHANNELS, NARROW_KERNEL
+    from cnnjax.backends.cpu.conv import NARROW_CHANNELS, NARROW_KERNEL
 
     assert (NARROW_CHANNELS, NARROW_KERNEL) == (8, 25)
     ours, ref = _pair({"padding": 1})
@@ -131,28 +133,28 @@ def test_repeated_runs_are_bit_identical():
     (256, (3, 3), (1, 1), (2, 2), "im2col"),  # output smaller than the kernel: im2col stays
 ])
 def test_auto_rule_takes_onednn_on_cpu_where_available(c_in, kernel, strides, out, expected):
-    assert conv_strategies._auto("cpu", c_in, kernel, strides, out, True, False, True) == expected
-    assert conv_strategies._auto("gpu", c_in, kernel, strides, out, True, False, True) == "lax"
-    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, True) == "onednn"  # depthwise
-    assert conv_strategies._auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, False) == "taps"  # ... without oneDNN
+    assert _auto("cpu", c_in, kernel, strides, out, True, False, True) == expected
+    assert _auto("gpu", c_in, kernel, strides, out, True, False, True) == "lax"
+    assert _auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, True) == "onednn"  # depthwise
+    assert _auto("cpu", 4, (3, 3), (1, 1), (8, 8), False, True, False) == "taps"  # ... without oneDNN
 
 
 @needs_onednn
 def test_auto_picks_onednn_for_float32_dense_convs_only():
     args = (16, (3, 3), (1, 1), 1, (1, 1), (8, 8), "conv")
     expected = "onednn" if jax.default_backend() == "cpu" else "lax"
-    assert conv_strategies.resolve("auto", *args, jnp.float32) == expected
-    assert conv_strategies.resolve("auto", *args, jnp.bfloat16) != "onednn"
-    assert conv_strategies.resolve("auto", 16, (3, 3), (1, 1), 2, (1, 1), (8, 8), "conv", jnp.float32) == "lax"  # grouped
-    assert conv_strategies.resolve("auto", 16, (3, 3), (1, 1), 16, (1, 1), (8, 8), "conv", jnp.float32) == (
+    assert _resolve("auto", *args, jnp.float32) == expected
+    assert _resolve("auto", *args, jnp.bfloat16) != "onednn"
+    assert _resolve("auto", 16, (3, 3), (1, 1), 2, (1, 1), (8, 8), "conv", jnp.float32) == "lax"  # grouped
+    assert _resolve("auto", 16, (3, 3), (1, 1), 16, (1, 1), (8, 8), "conv", jnp.float32) == (
         "onednn" if expected == "onednn" else "lax")  # depthwise
 
 
 def test_ineligible_convs_are_clear_errors():
     x, w = _arrays((2, 8, 8, 4), (3, 3, 2, 4))
-    with pytest.raises(ValueError, match=r"strategy='onednn' needs .*float32.*dtype=bfloat16"):
+    with pytest.raises(ValueError, match=r"strategy='onednn' cannot compute this case: .*float32.*bfloat16"):
         conv(x.astype(jnp.bfloat16), w[:, :, :1].repeat(4, 2).astype(jnp.bfloat16), strategy="onednn")
-    with pytest.raises(ValueError, match=r"strategy='onednn' needs .*got .*input_dilation=\(2, 2\)"):
+    with pytest.raises(ValueError, match=r"strategy='onednn' cannot compute this case: .*got .*input_dilation=\(2, 2\)"):
         conv(x, w[:, :, :1].repeat(4, 2), input_dilation=2, strategy="onednn")
 
 
@@ -162,11 +164,11 @@ def test_unavailable_onednn_says_why_and_auto_keeps_xla(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "files", missing)
     with pytest.raises(onednn.OnednnUnavailable, match=r"'onednn-devel-cpu-gomp' package is not installed"):
-        onednn._build()
+        onednn.build()
     monkeypatch.setattr(onednn, "available", lambda: False)
     monkeypatch.setattr(onednn, "unavailable_reason", lambda: "no oneDNN in this test")
     args = (16, (3, 3), (1, 1), 1, (1, 1), (8, 8), "conv", jnp.float32)
-    assert conv_strategies.resolve("auto", *args) == "lax"
+    assert _resolve("auto", *args) == "lax"
     x, w = _arrays((2, 8, 8, 4), (3, 3, 4, 4))
     with pytest.raises(ValueError, match="strategy='onednn' is unavailable here: no oneDNN in this test"):
         conv(x, w, strategy="onednn")
@@ -177,8 +179,12 @@ def test_a_failed_compile_is_reported_with_the_compiler_output(monkeypatch, tmp_
         pytest.skip(f"oneDNN unavailable: {onednn.unavailable_reason()}")
     monkeypatch.setenv("CNNJAX_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
-    with pytest.raises(onednn.OnednnUnavailable, match=r"compiling onednn_conv.cc, onednn_batch_norm.cc, onednn_max_pool.cc failed"):
-        onednn._build()
+    with pytest.raises(onednn.BuildFailed, match=r"compiling onednn_conv.cc, onednn_batch_norm.cc, onednn_max_pool.cc with false failed"):
+        onednn.build()
+    memo = onednn.build_dir() / onednn.FAILED
+    assert "with false failed" in memo.read_text()  # remembered: the next process fails at once, without compiling
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    with pytest.raises(onednn.OnednnUnavailable, match=r"could not run the C\+\+ compiler"):
-        onednn._build()
+    with pytest.raises(onednn.BuildFailed, match="with false failed"):
+        onednn.build()
+    with pytest.raises(onednn.BuildFailed, match=r"could not run the C\+\+ compiler"):
+        onednn.build(force=True)  # cnnjax info --build: forget the failure and try again

@@ -4,7 +4,7 @@ XLA:CPU computes a training batch norm as separate passes over the activations: 
 the mean and the variance, the normalisation, and about as many again backward. Timed alone on a
 2-core CPU, a (64, 32, 32, 64) batch norm's forward and backward took 3.1-3.8 ms there against
 oneDNN's 1.7-2.0 ms (PyTorch's: 2.9-3.0 ms in the same process). :func:`batch_norm` runs oneDNN's,
-through the library :mod:`cnnjax.functional.onednn` builds (``onednn_batch_norm.cc``), with
+through the library :mod:`cnnjax.backends.cpu.onednn` builds (``onednn_batch_norm.cc``), with
 ``max(bn(x), 0)`` (oneDNN's fused ReLU) or ``max(bn(x) + r, 0)`` (one more pass over the output)
 in the same call. Inside a whole ResNet-20 training step, where XLA fuses its passes with the
 ReLUs and adds around them, the two were within the machine's noise of each other.
@@ -28,9 +28,9 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
 
-from cnnjax.functional import onednn
+from cnnjax.backends.cpu import onednn
 
-#: A batch norm over fewer elements runs on one thread (see :data:`cnnjax.functional.onednn.PARALLEL_MACS`).
+#: A batch norm over fewer elements runs on one thread (see :data:`cnnjax.backends.cpu.onednn.PARALLEL_MACS`).
 PARALLEL_ELEMENTS = 1 << 18
 #: ``mode``: what follows the normalisation in the same call
 MODES = {"plain": 0, "relu": 1, "add_relu": 2}

@@ -1,4 +1,5 @@
-"""Canonicalisation and validation of the arguments shared by the functional ops.
+"""Canonicalisation and validation of the arguments shared by the functional ops, and small array helpers
+(accumulation dtypes, padding values, output sizes) that backends use too.
 
 Every op sends its ints-or-tuples, padding specs and input shapes through here,
 so that each kind of argument is checked once and every error reads the same way:

@@ -10,11 +10,13 @@ PyTorch's and JAX's device allocators keep theirs), the same step went from abou
 and from 49,000 page faults to none. PyTorch in the same process gains too (its batch norm's
 forward and backward on a (64, 64, 32, 32) batch: 7.1-7.4 -> 2.9-3.0 ms).
 
-:func:`keep_freed_memory` runs when ``cnnjax`` is imported, before JAX starts its threads (the arena
-limit only reaches threads that have not allocated yet). ``CNNJAX_KEEP_HOST_MEMORY=0`` in the
-environment leaves glibc's defaults. The cost: the process keeps its peak host memory, and the heap
-grows by a few temporaries' worth over the first steps (a freed block does not always fit the next
-request) before every step is served from memory it already has.
+:func:`keep_freed_memory` changes the whole process's allocator, so importing cnnjax never calls it:
+``cnnjax.train.fit``, the ``cnnjax`` command and the benchmarks do, and so can a user's own script, as
+early as possible (the one-arena limit reaches only threads that have not allocated yet; the other two
+settings apply at once). ``CNNJAX_KEEP_HOST_MEMORY=0`` in the environment makes it a no-op. The cost:
+the process keeps its peak host memory, and the heap grows by a few temporaries' worth over the first
+steps (a freed block does not always fit the next request) before every step is served from memory it
+already has.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ import platform
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 
+_done: list[bool] = []
+
+
 def keep_freed_memory() -> bool:
-    """Set glibc's allocator to reuse freed memory (see the module docstring); whether it was set."""
+    """Set glibc's allocator to reuse freed memory (see the module docstring); whether it is set. Idempotent."""
+    if _done:
+        return _done[0]
     if (os.environ.get("CNNJAX_KEEP_HOST_MEMORY", "1") == "0" or platform.system() != "Linux"
             or platform.libc_ver()[0] != "glibc"):
         return False
@@ -39,4 +46,10 @@ def keep_freed_memory() -> bool:
     ok = libc.mallopt(_M_ARENA_MAX, 1)  # threads' own arenas cannot hold blocks over 64 MB
     ok &= libc.mallopt(_M_MMAP_MAX, 0)  # large blocks from the heap, not fresh mappings
     ok &= libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and freed ones kept there
+    _done.append(bool(ok))
     return bool(ok)
+
+
+def is_set() -> bool:
+    """Whether :func:`keep_freed_memory` has set the allocator in this process."""
+    return bool(_done and _done[0])

@@ -3,7 +3,7 @@
 XLA:CPU's ``reduce_window`` and the gradient :mod:`cnnjax.functional.pool` builds from stride-phase
 views ran a 3x3 stride-2 pool of a (8, 112, 112, 64) map (ResNet-50's stem) at 9.5 ms forward and
 32-40 ms forward + backward, against PyTorch's 5-6 ms for both. oneDNN's pooling, from the library
-:mod:`cnnjax.functional.onednn` builds (``onednn_max_pool.cc``), records each window's maximum in a
+:mod:`cnnjax.backends.cpu.onednn` builds (``onednn_max_pool.cc``), records each window's maximum in a
 workspace during the forward and adds the output gradient there in the backward.
 
 Three JAX primitives carry it, as for :mod:`.onednn_batch_norm`: the forward ``x -> (y, workspace)``;
@@ -24,25 +24,10 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
 
-from cnnjax.functional import onednn
-from cnnjax.functional._args import lowest, out_size
-from cnnjax.functional.onednn_batch_norm import PARALLEL_ELEMENTS
-from cnnjax.functional.unfold import shifted_views
-
-
-def first_max_tangent(x, y, dx, k, s, pads, d):
-    """``dy``: ``dx`` at each window's first maximum (row-major) of ``x`` ``(*batch, *spatial, C)``, ``y`` its pooled
-    max. Linear in ``dx``; windows ``k``, strides ``s``, ``(lo, hi)`` ``pads`` (``-inf``) and dilation ``d``."""
-    # Views taken from stride phases transpose to one full-size array per phase: 3x3 max_pool
-    # forward+backward (ReLU'd input) went 100 -> 86 ms at stride 2 on (8, 112, 112, 64) and
-    # 162 -> 41 ms at stride 1 on (64, 32, 32, 64) on a 2-core CPU, against select_and_scatter.
-    geometry = (k, s, pads, d)
-    xs = shifted_views(x, *geometry, pad_value=lowest(x.dtype), by_phase=True)
-    seen, dy = jnp.zeros(y.shape, bool), jnp.zeros(y.shape, dx.dtype)
-    for xv, dv in zip(xs, shifted_views(dx, *geometry, by_phase=True)):
-        first = (xv == y) & ~seen
-        seen, dy = seen | first, jnp.where(first, dv, dy)
-    return dy
+from cnnjax.backends.cpu import onednn
+from cnnjax.backends.cpu.onednn_batch_norm import PARALLEL_ELEMENTS
+from cnnjax.functional.pool import first_max_tangent
+from cnnjax.functional.utils import out_size
 
 
 def _attrs(kernel, strides, dilation, pads, threads, **_):
@@ -158,12 +143,6 @@ def _threads(elements: int) -> int:
     return 0 if elements >= PARALLEL_ELEMENTS else 1
 
 
-def supports(x, n: int) -> bool:
-    """Whether oneDNN pools this ``(N, *spatial, C)`` input: float32, 1-3 spatial dims, on CPU where the library
-    loads and no :func:`~cnnjax.functional.onednn.without_onednn` block is open."""
-    return x.dtype == jnp.float32 and 1 <= n <= 3 and x.ndim == n + 2 and x.size > 0 and onednn.wanted()
-
-
 def _out_shape(x_shape, k, s, pads, d):
     return (x_shape[0], *(out_size(i, lo, hi, kk, ss, dd) for i, (lo, hi), kk, ss, dd in
                           zip(x_shape[1:-1], pads, k, s, d)), x_shape[-1])
@@ -197,5 +176,5 @@ def max_pool_with_workspace(x, k, s, pads, d):
 
 def max_pool(x, k, s, pads, d):
     """Max over windows ``k`` at strides ``s``, dilation ``d`` and ``(lo, hi)`` ``pads`` (``-inf``) of ``(N, *spatial, C)``
-    float32 ``x``: ``(N, *out, C)``. Raises :class:`~cnnjax.functional.onednn.OnednnUnavailable` where oneDNN cannot run."""
+    float32 ``x``: ``(N, *out, C)``. Raises :class:`~cnnjax.backends.cpu.onednn.OnednnUnavailable` where oneDNN cannot run."""
     return max_pool_with_workspace(x, k, s, pads, d)[0]
