@@ -260,7 +260,7 @@ def fused(fn: Callable) -> Callable:
     """
     def run(*args, **kwargs):
         rewrite = _rewrites.get(_platform())
-        if rewrite is None or switches().conv_strategy == LAX or "fusion" in switches().excluded:
+        if rewrite is None or switches().conv_strategy == LAX:
             return fn(*args, **kwargs)
         return rewrite(fn)(*args, **kwargs)
     return run

@@ -142,17 +142,21 @@ def register() -> None:
     dispatch.register_rule("conv", "cpu", rule)
     dispatch.register(
         "conv_transpose", "onednn", onednn_conv_transpose, platform="cpu", available=lambda: onednn.available(), native=True,
-        supports=lambda *, kernel, strides, output_padding, dtype, **_: (
-            1 <= len(kernel) <= 3 and jnp.dtype(dtype) == jnp.float32
-            and all(op < s for op, s in zip(output_padding, strides))),
-        doc="oneDNN's backward-data convolution; float32, 1-3 spatial dims, output_padding < stride")
+        supports=onednn_transposes, doc="oneDNN's backward-data convolution; float32, 1-3 spatial dims, output_padding < stride")
     dispatch.register("conv_transpose", "tiled", tiled_conv_transpose, platform=None, supports=tiles_output,
                       doc="one matrix product and an interleave; kernel == stride, no padding, dilation 1, groups=1")
     dispatch.register_rule("conv_transpose", "cpu", lambda usable, **g: (
-        "onednn" if usable("onednn") and dispatch.implementations("conv_transpose")["onednn"].supports(**g)
+        "onednn" if usable("onednn") and onednn_transposes(**g)
         else "tiled" if tiles_output(**g) else None))
     dispatch.register_reason("onednn", lambda: onednn.unavailable_reason())
     dispatch.register_compiler_options("cpu", compiler_options)
+
+
+def onednn_transposes(*, kernel, strides, output_padding, dtype, **_) -> bool:
+    """oneDNN's backward-data convolution computes this transposed conv: float32, 1-3 spatial dims, output_padding
+    below the stride (the conv it transposes then pads both sides by ``padding``)."""
+    return (1 <= len(kernel) <= 3 and jnp.dtype(dtype) == jnp.float32
+            and all(op < s for op, s in zip(output_padding, strides)))
 
 
 def onednn_conv_transpose(x, w, strides, pad, out_pad, dil, groups, size, precision=None):
