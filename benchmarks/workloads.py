@@ -1,17 +1,27 @@
-"""Model workloads timed the same way in three frameworks: cnnjax's training step, plain Flax NNX, PyTorch eager.
+"""Model workloads timed the same way in five configurations (the keys of :data:`FRAMEWORKS`).
 
-- cnnjax: :func:`cnnjax.train.step.make_train_step`, the step ``cnnjax.train.fit`` runs: one jitted
+- ``cnnjax``: :func:`cnnjax.train.step.make_train_step`, the step ``cnnjax.train.fit`` runs: one jitted
   function of ``(state, data, permutation, index)`` with the state donated and the data on the device.
-- flax: the pattern of Flax's NNX examples, ``nnx.Optimizer`` and an ``nnx.jit`` step taking
-  ``(model, optimizer, x, y)``, on the same zoo model, its batches already on the device.
-- torch: the twin model from :mod:`benchmarks.torch_models` (same parameter count), channels_last
-  for 2-D inputs, ``zero_grad / backward / step``.
+- ``xla``: the same step and zoo model under ``conv_strategy("lax")``: every op is its ``lax`` maths, so the
+  difference from ``cnnjax`` is what the platform's backend (:mod:`cnnjax.backends`) buys.
+- ``flax``: the twin from :mod:`benchmarks.flax_models`, written as Flax's examples write models (``nnx.Conv``,
+  ``nnx.BatchNorm``, ``nnx.max_pool``), trained the way they train: ``nnx.Optimizer`` and an ``nnx.jit`` step
+  taking ``(model, optimizer, x, y)``, its batches already on the device. No cnnjax code runs.
+- ``torch``: the twin from :mod:`benchmarks.torch_models` (same parameter count), channels_last for 2-D inputs,
+  ``zero_grad / backward / step``, eager.
+- ``torch.compile``: the same with the model wrapped in ``torch.compile`` (default mode).
+
+With ``isolate=True`` each configuration runs in its own fresh process, so no framework's threads, allocator
+state or caches touch another's timings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import jax
@@ -20,11 +30,16 @@ import numpy as np
 import optax
 from flax import nnx
 
+from benchmarks import flax_models
 from benchmarks.harness import jax_sync, timeit
 from cnnjax import models
 from cnnjax.functional import conv_strategy
 from cnnjax.inspect import count_params
 from cnnjax.train.step import cast_floating, check_compute_dtype, init_state, jit_step, make_train_step
+
+
+FRAMEWORKS = {"cnnjax": "cnnjax", "xla": "cnnjax, XLA ops only", "flax": "naive Flax", "torch": "torch eager",
+              "torch.compile": "torch.compile"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +147,8 @@ def compiled_stats(fn, *args) -> dict:
 
 
 def flax_runner(w: Workload) -> tuple[Callable, Callable, dict]:
-    """The straightforward NNX loop: ``nnx.Optimizer`` and an ``nnx.jit`` step per batch."""
-    model = _model(w)
+    """The Flax twin in the straightforward NNX loop: ``nnx.Optimizer`` and an ``nnx.jit`` step per batch."""
+    model = flax_models.BUILDERS[w.model](w.num_classes, rngs=nnx.Rngs(0))
     x_np, y_np = _data(w)
     xs = [jnp.asarray(x_np[i * w.batch:(i + 1) * w.batch]) for i in range(4)]
     ys = [jnp.asarray(y_np[i * w.batch:(i + 1) * w.batch]) for i in range(4)]
@@ -160,8 +175,9 @@ def flax_runner(w: Workload) -> tuple[Callable, Callable, dict]:
     return run, jax_sync, {"params": count_params(model)}
 
 
-def torch_runner(w: Workload, device: str = "cpu", bf16: bool = False) -> tuple[Callable, Callable, dict] | None:
-    """PyTorch eager on the twin model; None when torch (or the twin) is missing."""
+def torch_runner(w: Workload, device: str = "cpu", bf16: bool = False,
+                 compile: bool = False) -> tuple[Callable, Callable, dict] | None:
+    """PyTorch on the twin model, eager or through ``torch.compile``; None when torch (or the twin) is missing."""
     try:
         import torch
         import torch.nn.functional as tf
@@ -182,6 +198,8 @@ def torch_runner(w: Workload, device: str = "cpu", bf16: bool = False) -> tuple[
     sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (lambda _: None)
     autocast = lambda: torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     info = {"params": torch_models.param_count(model)}
+    if compile:
+        model = torch.compile(model)
     if not w.train:
         model.eval()
 
@@ -207,22 +225,48 @@ def torch_runner(w: Workload, device: str = "cpu", bf16: bool = False) -> tuple[
     return run, sync, info
 
 
-def time_workload(w: Workload, frameworks: tuple[str, ...], *, compute_dtype: str = "float32", repeats: int = 5,
-                  torch_device: str = "cpu") -> list[dict]:
-    """One row per framework: seconds per step (median/min/max), first-call time, params, FLOPs, memory."""
-    rows = []
-    for fw in frameworks:
-        if fw == "cnnjax":
+def time_one(w: Workload, fw: str, *, compute_dtype: str = "float32", repeats: int = 5,
+             torch_device: str = "cpu") -> dict | None:
+    """One configuration's row: seconds per step (median/min/max), first-call time, params, FLOPs, memory.
+
+    None where the configuration cannot run here (torch missing; Flax's twin in bfloat16).
+    """
+    if fw not in FRAMEWORKS:
+        raise ValueError(f"time_one: unknown framework {fw!r}; allowed: {', '.join(FRAMEWORKS)}")
+    with conv_strategy("lax") if fw == "xla" else contextlib.nullcontext():  # in jit's cache key: held while timing
+        if fw in ("cnnjax", "xla"):
             runner = cnnjax_runner(w, compute_dtype)
         elif fw == "flax":
             runner = flax_runner(w) if compute_dtype == "float32" else None
         else:
-            runner = torch_runner(w, torch_device, bf16=compute_dtype == "bfloat16")
+            runner = torch_runner(w, torch_device, bf16=compute_dtype == "bfloat16", compile=fw == "torch.compile")
         if runner is None:
-            continue
+            return None
         run, sync, info = runner
-        rows.append({"workload": w.name, "framework": fw, "batch": w.batch, **info,
-                     **timeit(run, sync, repeats=repeats, inner=2 if w.model in ("resnet50", "unet") else 10)})
+        return {"workload": w.name, "framework": fw, "batch": w.batch, **info,
+                **timeit(run, sync, repeats=repeats, inner=2 if w.model in ("resnet50", "unet") else 10)}
+
+
+def _time_one_fresh(w: Workload, fw: str, kwargs: dict) -> dict | None:
+    from cnnjax.backends.cpu import keep_freed_memory
+
+    keep_freed_memory()  # as the parent (and cnnjax train) does
+    return time_one(w, fw, **kwargs)
+
+
+def time_workload(w: Workload, frameworks: tuple[str, ...], *, compute_dtype: str = "float32", repeats: int = 5,
+                  torch_device: str = "cpu", isolate: bool = False) -> list[dict]:
+    """One row per framework that can run here (see :func:`time_one`), each in a fresh process if ``isolate``."""
+    kwargs = dict(compute_dtype=compute_dtype, repeats=repeats, torch_device=torch_device)
+    rows = []
+    for fw in frameworks:
+        if isolate:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                row = pool.submit(_time_one_fresh, w, fw, kwargs).result()
+        else:
+            row = time_one(w, fw, **kwargs)
+        if row is not None:
+            rows.append(row)
     return rows
 
 

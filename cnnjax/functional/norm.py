@@ -152,8 +152,7 @@ def _scale_shift(xc, r, scale, bias):
     elif math.prod(jnp.broadcast_shapes(r.shape, jnp.shape(scale))) < xc.size:
         # Folding scale into the smaller factor first leaves one full-size product, and its gradient
         # one reduction of g*xc. With (xc*r)*scale, XLA:CPU materialised full-size intermediates
-        # around its reductions: batch norm forward+backward on a (64, 32, 32, 64) batch went
-        # 21-25 -> 4-5 ms on a 2-core CPU, instance norm 20-25 -> 7-8 ms.
+        # around its reductions, several times slower (docs/performance.md, "Scale before the product").
         y = xc * (r * scale)
     else:
         y = xc * r * scale

@@ -222,9 +222,8 @@ _lax_gathered = jax.custom_jvp(_xla_conv, nondiff_argnums=tuple(range(2, 8)))
 def _lax_jvp(*args):
     # XLA's kernel gradient convolves x laid out as (C, *spatial, N). XLA:CPU builds that transposed
     # copy by re-running whatever elementwise ops produced x (a residual block's norms, ReLUs and
-    # adds) in the transposed order, where they read their inputs a cache line per element: 5-16 ms
-    # per layer in ResNet-20, 30% of its training step. With x materialized the transposed copy
-    # reads one finished array: ResNet-20 ran 13-19% faster.
+    # adds) in the transposed order, where they read their inputs a cache line per element. With x
+    # materialized the transposed copy reads one finished array (docs/performance.md, "xla_cpu").
     *static, (x, w), (dx, dw) = args
     if not isinstance(dw, SymbolicZero):
         x = materialize(x)
@@ -253,10 +252,10 @@ def _narrow_onednn(x, w, strides, pads, dilation):
 
 @functools.partial(_narrow_onednn.defjvp, symbolic_zeros=True)
 def _narrow_onednn_jvp(strides, pads, dilation, primals, tangents):
-    # oneDNN's input gradient into 1-3 channels (a first layer's, which training never asks for; saliency
-    # does) ran 3.7x slower than im2col's; into 3-6 channels with 3x3 or 5x5 kernels (SimpleCNN's and LeNet-5's
-    # second convs) 1.1-1.8x slower. With 8 channels, or the 7x7 ImageNet stem, oneDNN's was faster (1.8x, 1.7x).
-    # Its forward and kernel gradient stay 1.7-6x faster than the others'
+    # oneDNN's input gradient into a few channels (a first layer's, which training never asks for; saliency
+    # does; SimpleCNN's and LeNet-5's second convs) is slower than im2col's, whose outer product over a narrow
+    # output suits it; its forward and kernel gradient stay faster than the others'
+    # (docs/performance.md, "Narrow input gradients go to im2col")
     (x, w), (dx, dw) = primals, tangents
     return _bilinear_jvp(onednn.conv(x, w, strides, dilation, pads), dx, dw,
                          lambda: _patch_product(dx, w, strides, pads, dilation, None),
@@ -276,7 +275,7 @@ def im2col_conv(x, w, strides, pads, dilation, precision):
 def _patch_product(x, w, strides, pads, dilation, precision):
     views = shifted_views(x, w.shape[: len(strides)], strides, pads, dilation)
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
-    # a 2-D product: with the (N, *out) axes kept, XLA:CPU ran forward+backward 1.3-6x slower
+    # a 2-D product: with the (N, *out) axes kept, XLA:CPU runs forward+backward slower (docs/performance.md)
     y = jnp.matmul(patches.reshape(-1, patches.shape[-1]), w.reshape(-1, w.shape[-1]), precision=precision)
     return y.reshape(*patches.shape[:-1], w.shape[-1])
 
@@ -287,9 +286,8 @@ _im2col = jax.custom_jvp(_patch_product, nondiff_argnums=(2, 3, 4, 5))
 @functools.partial(_im2col.defjvp, symbolic_zeros=True)
 def _im2col_jvp(strides, pads, dilation, precision, primals, tangents):
     # Without an input gradient (a first layer), transposing the patch product leaves a product
-    # over the whole patch matrix for the kernel gradient; XLA's kernel gradient was 1.4-5x faster
-    # there (LeNet-5's 1->6 5x5: 3.1 -> 1.0 ms forward plus kernel gradient, the CIFAR stem 2.8 -> 1.4).
-    # With both gradients the patch product's transpose wins and stays.
+    # over the whole patch matrix for the kernel gradient, where XLA's own kernel gradient is faster
+    # (docs/performance.md, "im2col"). With both gradients the patch product's transpose wins and stays.
     (x, w), (dx, dw) = primals, tangents
     return _im2col_tangent(_patch_product(x, w, strides, pads, dilation, precision), x, w, dx, dw, strides, pads,
                            dilation, precision)
@@ -305,12 +303,12 @@ def taps_conv(x, w, strides, pads, dilation, groups, precision=None):
 
     - depthwise (``groups == C``): ``(N, *spatial, C)`` x ``(*k, 1, C * m)`` -> ``(N, *out, C * m)``,
       ``y = sum_t view_t(x) * w[t]``; output channel ``c * m + j`` reads input channel ``c``, as
-      ``feature_group_count=C`` does. XLA:CPU's grouped convolution was 40x slower forward. The
+      ``feature_group_count=C`` does, far faster than XLA:CPU's grouped convolution. The
       kernel gradient is reduced over batch chunks (see ``_taps_jvp``).
     - dense (``groups == 1``): ``(N, *spatial, C_in)`` x ``(*k, C_in, C_out)``,
-      ``y = sum_{t, c} view_t(x)[..., c] * w[t, c]``, each term a ``C_out``-wide vector: 1.8-4.8x
-      faster forward than im2col or XLA's conv for a 1- or 3-channel input. Its derivatives are im2col's
-      (see ``_dense_taps_jvp``).
+      ``y = sum_{t, c} view_t(x)[..., c] * w[t, c]``, each term a ``C_out``-wide vector: a faster
+      forward than im2col or XLA's conv for a 1- or 3-channel input. Its derivatives are im2col's
+      (see ``_dense_taps_jvp``). Measurements: docs/performance.md, "Taps".
 
     XLA fuses the sum into one elementwise pass (so half precision accumulates in float32 at no cost).
     """
@@ -334,10 +332,10 @@ _dense_taps = jax.custom_jvp(_dense_taps_sum, nondiff_argnums=(2, 3, 4, 5))
 
 @functools.partial(_dense_taps.defjvp, symbolic_zeros=True)
 def _dense_taps_jvp(strides, pads, dilation, precision, primals, tangents):
-    # The sum's own transpose reduces each tap over the channel axis: 5x slower than im2col's for
+    # The sum's own transpose reduces each tap over the channel axis, slower than im2col's product for
     # the input gradient. So only the value comes from the sum; the tangents are im2col's. The value
-    # is materialized: XLA:CPU re-ran the whole sum inside the backward pass's ReLU and pooling
-    # masks, which read it (SimpleCNN's first layer: 0.55 -> 1.8 ms).
+    # is materialized: otherwise XLA:CPU re-runs the whole sum inside the backward pass's ReLU and
+    # pooling masks, which read it (docs/performance.md, "Taps").
     (x, w), (dx, dw) = primals, tangents
     y = materialize(_dense_taps_sum(x, w, strides, pads, dilation))
     return _im2col_tangent(y, x, w, dx, dw, strides, pads, dilation, precision)
@@ -362,9 +360,9 @@ _taps = jax.custom_jvp(_taps_sum, nondiff_argnums=(2, 3, 4))
 @functools.partial(_taps.defjvp, symbolic_zeros=True)
 def _taps_jvp(strides, pads, dilation, primals, tangents):
     # The kernel gradient is one reduction over the whole batch per tap, each streaming x and the
-    # output gradient from memory: 41 of the 45 ms of a (64, 32, 32, 64) 3x3 forward+backward on a
-    # 2-core CPU. Written as a map over batch chunks, its transpose reduces chunk by chunk while
-    # both stay in cache (48 -> 20 ms for that step); jax.checkpoint makes the transposed map
+    # output gradient from memory, which dominated the step. Written as a map over batch chunks, its
+    # transpose reduces chunk by chunk while both stay in cache (docs/performance.md, "Taps");
+    # jax.checkpoint makes the transposed map
     # recompute each chunk's shifted views rather than store all of them.
     (x, w), (dx, dw) = primals, tangents
     args = (strides, pads, dilation)

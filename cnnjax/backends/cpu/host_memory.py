@@ -1,14 +1,12 @@
 """Keep freed host memory in the process, so XLA:CPU programs stop paying page faults every step.
 
-XLA:CPU allocates an execution's temporaries afresh on every call (211 MB for a CIFAR ResNet-20
-training step at batch 128), and glibc serves blocks over 32 MB, and every block of a thread's
-own arena over 64 MB, with fresh ``mmap``s that it unmaps when they are freed. Every step then
-faulted in and zero-filled its temporaries again: 49,000 page faults and about 90 ms of kernel
-time per ResNet-20 step on a 2-core CPU, over a quarter of the step's CPU time. With glibc told
-to keep one heap, to serve large blocks from it and not to give freed memory back to the OS (as
-PyTorch's and JAX's device allocators keep theirs), the same step went from about 172 to 120-140 ms
-and from 49,000 page faults to none. PyTorch in the same process gains too (its batch norm's
-forward and backward on a (64, 64, 32, 32) batch: 7.1-7.4 -> 2.9-3.0 ms).
+XLA:CPU allocates an execution's temporaries afresh on every call (hundreds of MB for a CIFAR
+ResNet training step), and glibc serves blocks over 32 MB, and every block of a thread's own arena
+over 64 MB, with fresh ``mmap``s that it unmaps when they are freed. Every step then faults in and
+zero-fills its temporaries again, in kernel time. With glibc told to keep one heap, to serve large
+blocks from it and not to give freed memory back to the OS (as PyTorch's and JAX's device allocators
+keep theirs), the page faults stop; PyTorch in the same process gains too. Measurements:
+docs/performance.md, "Keeping freed host memory".
 
 :func:`keep_freed_memory` changes the whole process's allocator, so importing cnnjax never calls it:
 ``cnnjax.train.fit``, the ``cnnjax`` command and the benchmarks do, and so can a user's own script, as

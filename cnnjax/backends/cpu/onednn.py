@@ -1,8 +1,7 @@
 """oneDNN's convolutions inside XLA:CPU programs: the ``"onednn"`` conv strategy.
 
-XLA:CPU's own convolution ran ResNet-style 3x3 convs 1.3-1.7x slower forward and 1.5-6.5x slower
-for the kernel gradient than oneDNN, the library PyTorch's CPU convolutions come from
-(``benchmarks/results/``). cnnjax calls oneDNN through XLA's foreign function interface:
+XLA:CPU's own convolution runs ResNet-style 3x3 convs slower, forward and above all for the kernel
+gradient, than oneDNN, the library PyTorch's CPU convolutions come from (docs/performance.md). cnnjax calls oneDNN through XLA's foreign function interface:
 ``onednn_conv.cc`` beside this file is compiled once per machine, on first use (a line on stderr
 says so; ``cnnjax info --build`` does it ahead of time), with the system C++ compiler against the headers of the ``onednn-devel-cpu-gomp`` wheel and JAX's FFI headers,
 into ``$CNNJAX_CACHE`` (default ``~/.cache/cnnjax``). Where anything is missing (another OS or
@@ -42,8 +41,7 @@ _HERE = Path(__file__).parent
 _SOURCES = (_HERE / "onednn_conv.cc", _HERE / "onednn_batch_norm.cc", _HERE / "onednn_max_pool.cc")
 _HEADER = _HERE / "onednn_common.h"
 #: A conv of fewer multiply-adds (batch included) runs on one thread: XLA runs independent ops on its two
-#: threads at once, and OpenMP teams of two on each stalled them (SimpleCNN 233 -> 321 steps/s on one thread,
-#: ResNet-20 3.9 -> 5.3 on all cores).
+#: threads at once, and OpenMP teams on each stall them (docs/performance.md, "One thread for small convs").
 PARALLEL_MACS = 50_000_000
 
 _TARGETS = {"conv": "CnnjaxOnednnConv", "input_grad": "CnnjaxOnednnConvInputGrad",

@@ -1,13 +1,12 @@
 """oneDNN's batch normalization (training mode) inside XLA:CPU programs, with a ReLU or a residual add and ReLU fused in.
 
 XLA:CPU computes a training batch norm as separate passes over the activations: reductions for
-the mean and the variance, the normalisation, and about as many again backward. Timed alone on a
-2-core CPU, a (64, 32, 32, 64) batch norm's forward and backward took 3.1-3.8 ms there against
-oneDNN's 1.7-2.0 ms (PyTorch's: 2.9-3.0 ms in the same process). :func:`batch_norm` runs oneDNN's,
+the mean and the variance, the normalisation, and about as many again backward; oneDNN's one call
+was faster timed alone (docs/performance.md, "oneDNN batch norm"). :func:`batch_norm` runs oneDNN's,
 through the library :mod:`cnnjax.backends.cpu.onednn` builds (``onednn_batch_norm.cc``), with
 ``max(bn(x), 0)`` (oneDNN's fused ReLU) or ``max(bn(x) + r, 0)`` (one more pass over the output)
 in the same call. Inside a whole ResNet-20 training step, where XLA fuses its passes with the
-ReLUs and adds around them, the two were within the machine's noise of each other.
+ReLUs and adds around them, the two were within noise of each other.
 
 Three JAX primitives carry it: the forward ``(x, scale, shift, r) -> (y, mean, var, workspace)``;
 its tangent ``dy = mask * (J_x dx + xhat * dscale + dshift + dr)``, linear in ``(dx, dscale, dshift,

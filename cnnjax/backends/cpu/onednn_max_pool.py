@@ -1,8 +1,8 @@
 """oneDNN's max pooling inside XLA:CPU programs, for overlapping windows (ResNet's, AlexNet's and Inception's stems).
 
 XLA:CPU's ``reduce_window`` and the gradient :mod:`cnnjax.functional.pool` builds from stride-phase
-views ran a 3x3 stride-2 pool of a (8, 112, 112, 64) map (ResNet-50's stem) at 9.5 ms forward and
-32-40 ms forward + backward, against PyTorch's 5-6 ms for both. oneDNN's pooling, from the library
+views run an overlapping pool (ResNet-50's 3x3 stride-2 stem pool) several times slower than PyTorch,
+above all backward (docs/performance.md, "oneDNN max pool"). oneDNN's pooling, from the library
 :mod:`cnnjax.backends.cpu.onednn` builds (``onednn_max_pool.cc``), records each window's maximum in a
 workspace during the forward and adds the output gradient there in the backward.
 
