@@ -12,20 +12,27 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
+from cnnjax.nn import init
 
-#: He/Kaiming normal over fan_in = prod(k) * C_in / groups: the usual choice for ReLU nets.
-default_kernel_init = jax.nn.initializers.he_normal()
-default_bias_init = jax.nn.initializers.zeros
+#: He/Kaiming normal over fan_in = prod(k) * C_in / groups: the usual choice for ReLU nets
+#: (``jax.nn.initializers.he_normal()``'s values, built without a compile per shape: see :mod:`cnnjax.nn.init`).
+default_kernel_init = init.he_normal()
+default_bias_init = init.zeros
 
 
 def _init_params(layer, cin, cout, kernel_size, groups, transposed, spatial_dims, stride, dilation, use_bias,
-                 kernel_init, bias_init, param_dtype, rngs):
-    """Check the channels, then create ``kernel`` ((*k, C_in/g, C_out), or (*k, C_in, C_out/g) transposed) and ``bias``."""
+                 kernel_init, bias_init, param_dtype, rngs, padding=0, padding_mode="zeros"):
+    """Check the configuration when the layer is built (as Equinox does, not at the first call), then create ``kernel`` ((*k, C_in/g, C_out), or (*k, C_in, C_out/g) transposed) and ``bias``."""
     fn = type(layer).__name__
     if cin % groups or cout % groups:
         raise ValueError(f"{fn}: groups={groups} must divide in_channels={cin} and out_channels={cout}")
     n = utils.spatial_rank(fn, ("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation), spatial_dims=spatial_dims)
     k = utils.as_tuple(kernel_size, n, "kernel_size", fn, minimum=1)
+    s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
+    d = utils.as_tuple(dilation, n, "dilation", fn, minimum=1)
+    if not transposed:  # a transposed conv's padding (ints per dim) is checked with its output size, when called
+        utils.resolve_padding(padding, [e * (q - 1) + 1 for q, e in zip(k, d)], k, s, d, fn)
+        utils.check_padding_mode(padding_mode, fn)
     shape = k + ((cin, cout // groups) if transposed else (cin // groups, cout))
     layer.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
     layer.bias = nnx.Param(bias_init(rngs.params(), (cout,), param_dtype)) if use_bias else None
@@ -78,7 +85,7 @@ class Conv(nnx.Module):
         rngs: nnx.Rngs,
     ):
         _init_params(self, in_channels, out_channels, kernel_size, groups, False, spatial_dims, stride, dilation,
-                     use_bias, kernel_init, bias_init, param_dtype, rngs)
+                     use_bias, kernel_init, bias_init, param_dtype, rngs, padding, padding_mode)
         self.stride, self.padding, self.padding_mode = stride, padding, padding_mode
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 

@@ -11,12 +11,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.nn import init
 from cnnjax.nn.misc import Identity
 
 
 def _affine_params(shape, use_scale, use_bias, param_dtype):
-    scale = nnx.Param(jnp.ones(shape, param_dtype)) if use_scale else None
-    bias = nnx.Param(jnp.zeros(shape, param_dtype)) if use_bias else None
+    scale = nnx.Param(init.ones(None, shape, param_dtype)) if use_scale else None
+    bias = nnx.Param(init.zeros(None, shape, param_dtype)) if use_bias else None
     return scale, bias
 
 
@@ -44,8 +45,9 @@ class BatchNorm(nnx.Module):
                  use_bias: bool = True, use_running_average: bool = False, axis_name: Any = None,
                  dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs | None = None):
         self.scale, self.bias = _affine_params((num_features,), use_scale, use_bias, param_dtype)
-        stats = F.init_batch_norm_stats(num_features)
-        self.mean, self.var = nnx.BatchStat(stats["mean"]), nnx.BatchStat(stats["var"])
+        # init_batch_norm_stats' values, made on the host (see cnnjax.nn.init)
+        self.mean = nnx.BatchStat(init.zeros(None, (num_features,), jnp.float32))
+        self.var = nnx.BatchStat(init.ones(None, (num_features,), jnp.float32))
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.use_running_average, self.axis_name, self.dtype = use_running_average, axis_name, dtype
 

@@ -1,0 +1,84 @@
+"""cnnjax.nn.init gives jax.nn.initializers' values bit for bit, and builds a network with few compiles."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cnnjax import functional as F
+from cnnjax import models, nn
+from cnnjax.nn import init
+
+# 1-D, 2-D, 3-D kernels and dense matrices; sizes below, at and across draw sizes (4096, 16384, 65536)
+SHAPES = [(3, 1, 15), (1, 1, 256, 16), (3, 3, 64, 64), (3, 3, 3, 4, 8), (100, 10), (1, 4096), (3, 3, 128, 17)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_truncated_normal_equals_jax_bit_for_bit(shape):
+    key = jax.random.key(7)
+    np.testing.assert_array_equal(init.he_normal()(key, shape), jax.nn.initializers.he_normal()(key, shape))
+    if len(shape) == 2:
+        np.testing.assert_array_equal(init.lecun_normal()(key, shape), jax.nn.initializers.lecun_normal()(key, shape))
+
+
+def test_raw_uint32_keys_and_float64_equal_jax_too():
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(init.he_normal()(key, (3, 3, 8, 8)), jax.nn.initializers.he_normal()(key, (3, 3, 8, 8)))
+    with jax.enable_x64(True):
+        got = init.he_normal()(jax.random.key(1), (3, 3, 8, 8), jnp.float64)
+        assert got.dtype == jnp.float64
+        np.testing.assert_array_equal(got, jax.nn.initializers.he_normal()(jax.random.key(1), (3, 3, 8, 8), jnp.float64))
+
+
+def test_inside_a_trace_and_in_half_precision_it_is_jax_s_initializer():
+    key = jax.random.key(0)
+    got = jax.jit(lambda k: init.he_normal()(k, (3, 3, 4, 4)))(key)
+    np.testing.assert_array_equal(got, jax.nn.initializers.he_normal()(key, (3, 3, 4, 4)))
+    half = init.he_normal()(key, (3, 3, 4, 4), jnp.bfloat16)
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(half, jax.nn.initializers.he_normal()(key, (3, 3, 4, 4), jnp.bfloat16))
+    assert jax.eval_shape(lambda k: init.zeros(k, (5,)), key).shape == (5,)
+
+
+def test_constants():
+    np.testing.assert_array_equal(init.ones(None, (2, 3)), np.ones((2, 3), np.float32))
+    assert init.zeros(None, (4,)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("n,size", [(1, 4096), (4096, 4096), (4097, 16384), (2_359_296, 4_194_304)])
+def test_draw_sizes_are_few(n, size):
+    assert init.draw_size(n) == size
+
+
+def test_a_zoo_model_and_a_conv_bn_stack_have_the_parameters_jax_s_initializers_give(monkeypatch):
+    def build():
+        stack = nnx.Sequential(nn.Conv(3, 8, (3, 3), rngs=nnx.Rngs(3)), nn.BatchNorm(8),
+                               nn.Conv(8, 4, (1, 1), use_bias=False, rngs=nnx.Rngs(4)))
+        return nnx.state(models.create("mnist1d_cnn", seed=3)), nnx.state(stack)
+
+    fast = build()
+    monkeypatch.setattr(init, "_host_ok", lambda *a: False)  # every initializer takes jax's own path
+    slow = build()
+    jax.tree.map(np.testing.assert_array_equal, fast, slow)
+    # and the reference path is jax's: BatchNorm's constants are functional.init_batch_norm_stats'
+    stats = F.init_batch_norm_stats(8)
+    np.testing.assert_array_equal(fast[1]["layers"][1]["var"][...], stats["var"])
+
+
+def test_building_a_deep_network_compiles_a_few_programs_not_one_per_shape():
+    nn.BatchNorm(3), nn.Conv(3, 5, (3, 3), rngs=nnx.Rngs(0))  # the one-off programs: key handling
+    compiles = []
+    handler = logging.Handler()
+    handler.emit = lambda record: compiles.append(record.getMessage())
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            layers = [nn.Conv(c, c + 1, (3, 3), rngs=nnx.Rngs(0)) for c in range(8, 40)] + [nn.BatchNorm(c) for c in range(8, 40)]
+    finally:
+        logger.removeHandler(handler)
+    assert len(layers) == 64
+    assert sum("Compiling" in m for m in compiles) <= 3, compiles
