@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -221,15 +221,26 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def source_checkout() -> Path:
+    """The folder holding the ``cnnjax`` package: a source checkout's root when cnnjax is installed from one."""
+    return Path(__file__).resolve().parents[1]
+
+
 def _from_checkout(package: str, command: str):
-    """Import ``package`` (``benchmarks``, ``experiments``) from the current folder, a source checkout's root."""
-    sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        print(f"cnnjax {command}: error: no {package}/ folder here; run it from the root of a cnnjax source checkout",
-              file=sys.stderr)
+    """Import ``package`` (``benchmarks``, ``experiments``), which lives beside ``cnnjax`` in its source checkout,
+    from any working directory and without putting anything on ``sys.path``."""
+    if package in sys.modules:
+        return sys.modules[package]
+    init = source_checkout() / package / "__init__.py"
+    if not init.exists():
+        print(f"cnnjax {command}: error: needs a source checkout of cnnjax (a {package}/ folder beside the cnnjax "
+              f"package, {source_checkout()}); clone the repository and `pip install -e .` there", file=sys.stderr)
         return None
+    spec = importlib.util.spec_from_file_location(package, init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _bench(argv: list[str]) -> int:

@@ -4,6 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from cnnjax import cli
+
+pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
+
 
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "cnnjax", *args], capture_output=True, text=True, timeout=120)
@@ -40,28 +46,31 @@ def test_sweep_errors_name_the_bad_key():
     assert out.returncode == 2 and "give at least one --grid" in out.stderr
 
 
-def test_experiment_lists_studies_and_rejects_unknown_ones(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+def test_experiment_lists_studies_and_rejects_unknown_ones_from_any_directory(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "--help"], capture_output=True, text=True,
-                         timeout=120, cwd=root)
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "mnist1d_table" in out.stdout and "rotation_gcnn" in out.stdout
     out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "nope"], capture_output=True, text=True,
-                         timeout=120, cwd=root)
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 2 and "unknown study 'nope'" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "cnnjax", "experiment", "mnist1d_table"], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path)
-    assert out.returncode == 2 and "no experiments/ folder here" in out.stderr
 
 
-def test_bench_runs_the_checkouts_benchmarks_and_says_where_they_are_missing(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "cnnjax", "bench", "--help"], capture_output=True, text=True, timeout=120, cwd=root)
+def test_bench_runs_the_checkouts_benchmarks_from_any_directory(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cnnjax", "bench", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "usage: python -m benchmarks" in out.stdout and "--frameworks" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "cnnjax", "bench"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert out.returncode == 2
-    assert "no benchmarks/ folder here" in out.stderr
+
+
+@pytest.mark.parametrize("command, package", [("bench", "benchmarks"), ("experiment", "experiments")])
+def test_without_a_source_checkout_the_commands_say_what_they_need(tmp_path, monkeypatch, capsys, command, package):
+    monkeypatch.setattr(cli, "source_checkout", lambda: tmp_path)  # an installed cnnjax with nothing beside it
+    monkeypatch.delitem(sys.modules, package, raising=False)
+    assert cli.main([command]) == 2
+    err = capsys.readouterr().err
+    assert f"cnnjax {command}: error: needs a source checkout of cnnjax (a {package}/ folder" in err
+    assert package not in sys.modules and str(tmp_path) not in sys.path
 
 
 def test_unknown_command_is_a_one_line_usage_error():

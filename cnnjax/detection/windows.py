@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
-from cnnjax.functional.unfold import patches
 
 
 def _check_image(image, fn: str):
@@ -40,8 +41,13 @@ def sliding_windows(image, window: int | Sequence[int], stride: int | Sequence[i
     h, w = image.shape[-3:-1]
     if window[0] > h or window[1] > w:
         raise ValueError(f"sliding_windows: window {window} is larger than the image's (H, W) = {(h, w)}")
-    p = patches(image, window, stride, [(0, 0)] * 2, (1, 1))  # (*batch, nH, nW, wh*ww, C)
-    return p.reshape(p.shape[:-2] + tuple(window) + p.shape[-1:])
+    p = _unfold(image, window, stride)  # (*batch, nH, nW, wh*ww*C), offset-major
+    return p.reshape(p.shape[:-1] + tuple(window) + image.shape[-1:])
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _unfold(image, window, stride):  # jitted: a window is wh*ww strided views, each its own compile when eager
+    return F.unfold(image, window, stride=stride)
 
 
 def sliding_window_scores(classify: Callable, image, window: int | Sequence[int], stride: int | Sequence[int] = 1):

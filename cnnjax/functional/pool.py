@@ -8,7 +8,7 @@ to guess. ``stride`` defaults to ``window``.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,8 @@ def _reduce(x, init, op, n, k, s, pads, d):
     )
 
 
-def max_pool(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, spatial_dims=None):
+def max_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *, dilation: int | Sequence[int] = 1,
+             ceil_mode: bool = False, spatial_dims: int | None = None) -> jax.Array:
     """Max pooling over sliding windows; padding counts as ``-inf``.
 
     Args:
@@ -127,8 +128,9 @@ def _window_sum(x, n, k, s, pads, d):
 
 
 def avg_pool(
-    x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, count_include_pad=True, spatial_dims=None
-):
+    x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *, dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False, count_include_pad: bool = True, spatial_dims: int | None = None,
+) -> jax.Array:
     """Average pooling over sliding windows.
 
     ``y = sum(window) / count``, where ``count`` is the window size clipped to the padded
@@ -161,7 +163,8 @@ def avg_pool(
     return (total / count).astype(x.dtype)
 
 
-def lp_pool(x, p, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, spatial_dims=None):
+def lp_pool(x: jax.Array, p: float, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *,
+            dilation: int | Sequence[int] = 1, ceil_mode: bool = False, spatial_dims: int | None = None) -> jax.Array:
     """Power-average (Lp) pooling: ``y = (sum_window |x|^p) ^ (1/p)``.
 
     ``p = 1`` is sum pooling of ``|x|``, ``p -> inf`` approaches max pooling. PyTorch's
@@ -196,7 +199,7 @@ def _spatial_axes(x, spatial_dims, fn):
     return tuple(range(x.ndim - n - 1, x.ndim - 1))
 
 
-def global_avg_pool(x, *, spatial_dims: int, keepdims: bool = False):
+def global_avg_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) -> jax.Array:
     """Mean over all spatial positions.
 
     Args:
@@ -217,7 +220,7 @@ def global_avg_pool(x, *, spatial_dims: int, keepdims: bool = False):
     return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(x.dtype)
 
 
-def global_max_pool(x, *, spatial_dims: int, keepdims: bool = False):
+def global_max_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) -> jax.Array:
     """Max over all spatial positions: ``(*batch, *spatial, C) -> (*batch, C)``.
 
     Example:
@@ -249,7 +252,7 @@ def _adaptive(x, output_size, spatial_dims, fn, reduce):
     return x
 
 
-def adaptive_avg_pool(x, output_size, *, spatial_dims=None):
+def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Average pooling to a fixed output size, with PyTorch's bins.
 
     Output cell ``j`` of a dim of size ``I -> O`` averages input ``[floor(jI/O), ceil((j+1)I/O))``;
@@ -275,7 +278,7 @@ def adaptive_avg_pool(x, output_size, *, spatial_dims=None):
     return _adaptive(x, output_size, spatial_dims, "adaptive_avg_pool", mean)
 
 
-def adaptive_max_pool(x, output_size, *, spatial_dims=None):
+def adaptive_max_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Max pooling to a fixed output size, with PyTorch's bins (see :func:`adaptive_avg_pool`).
 
     Returns:
@@ -291,7 +294,9 @@ def adaptive_max_pool(x, output_size, *, spatial_dims=None):
     return _adaptive(x, output_size, spatial_dims, "adaptive_max_pool", biggest)
 
 
-def max_pool_with_indices(x, window, stride=None, padding=0, *, dilation=1, ceil_mode=False, spatial_dims=None):
+def max_pool_with_indices(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *,
+                          dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
+                          spatial_dims: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Max pooling that also returns where each maximum came from.
 
     Indices are flat (row-major) positions in the input's spatial dims, per channel, as in
@@ -322,7 +327,7 @@ def max_pool_with_indices(x, window, stride=None, padding=0, *, dilation=1, ceil
     return y, indices
 
 
-def max_unpool(y, indices, output_size):
+def max_unpool(y: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> jax.Array:
     """Partial inverse of :func:`max_pool_with_indices`: put each value back where it came from.
 
     Positions that were not a window's maximum are 0. Out-of-range indices are dropped

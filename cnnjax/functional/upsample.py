@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -13,7 +14,7 @@ RESIZE_METHODS = ("nearest", "bilinear", "bicubic")
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) Keys cubic coefficient
 
 
-def upsample_nearest(x, scale, *, spatial_dims=None):
+def upsample_nearest(x: jax.Array, scale: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Nearest-neighbour upsampling by integer factors: every pixel becomes a ``scale`` block.
 
     Args:
@@ -77,7 +78,7 @@ def _taps(out: int, size: int, method: str, align_corners: bool) -> tuple[np.nda
     return np.clip(idx, 0, size - 1), w
 
 
-def resize(x, size, method: str = "nearest", align_corners: bool = False):
+def resize(x: jax.Array, size: Sequence[int], method: str = "nearest", align_corners: bool = False) -> jax.Array:
     """Resize the spatial dims; equals ``torch.nn.functional.interpolate(x, size, mode=...)``.
 
     Separable over the spatial dims: "nearest" is PyTorch's legacy nearest
@@ -136,7 +137,7 @@ def _shuffle_args(x, factor, spatial_dims, fn):
     return x, n, utils.as_tuple(factor, n, "factor", fn, minimum=1)
 
 
-def pixel_shuffle(x, factor, *, spatial_dims=None):
+def pixel_shuffle(x: jax.Array, factor: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Depth-to-space: ``(*batch, *spatial, C * prod(r)) -> (*batch, *(spatial * r), C)``.
 
     Channel ``c * prod(r) + offset`` (offset row-major over the ``r`` block) moves to
@@ -171,7 +172,7 @@ def pixel_shuffle(x, factor, *, spatial_dims=None):
     return x.transpose(perm).reshape(batch + tuple(s * f for s, f in zip(spatial, r)) + (c,))
 
 
-def pixel_unshuffle(x, factor, *, spatial_dims=None):
+def pixel_unshuffle(x: jax.Array, factor: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Space-to-depth, the inverse of :func:`pixel_shuffle`.
 
     ``(*batch, *(spatial * r), C) -> (*batch, *spatial, C * prod(r))``, PyTorch's channel order.

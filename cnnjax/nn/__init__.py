@@ -12,6 +12,7 @@ from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 from cnnjax.nn.stages import ConvReLUMaxPool
+from cnnjax.nn.subsample import MaxPoolSubsample, Subsample
 
 __all__ = [
     "APSPool",
@@ -37,8 +38,10 @@ __all__ = [
     "Linear",
     "LocalResponseNorm",
     "MaxPool",
+    "MaxPoolSubsample",
     "PixelShuffle",
     "Sequential",
+    "Subsample",
     "Upsample",
     "default_bias_init",
     "norm_layer",

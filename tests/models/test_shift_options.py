@@ -8,7 +8,6 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax import models
-from cnnjax.models.downsample import Subsample
 from cnnjax.equivariance import assert_invariant, consistency, group_action, invariance_error, shift
 from tests.models.test_zoo import PARAM_COUNTS, abstract, n_params
 
@@ -58,6 +57,7 @@ def test_circular_aps_networks_are_exactly_shift_invariant(rng, name, shape):
     assert float(invariance_error(strided, x, shift(shifts, spatial_dims=n)).max()) > 1e-3
 
 
+@pytest.mark.integration  # trains end to end
 def test_aps_network_stays_consistent_after_training():
     from cnnjax.train import TrainConfig, fit
 
@@ -122,14 +122,6 @@ def test_nn_layers_wrap_the_functional_ops(rng):
     out = bn(lift(x))
     assert bn.mean.shape == (3,) and out.shape == (2, 8, 8, 12)
     assert nn.GroupPool("p4")(out).shape == (2, 8, 8, 3)
-
-
-@pytest.mark.parametrize("mode,reduce", [("max", np.max), ("avg", np.mean)])
-@pytest.mark.parametrize("length", [8, 9])
-def test_pool_subsample_matches_a_numpy_loop_with_a_partial_last_window(mode, reduce, length):
-    x = np.random.default_rng(0).normal(size=(2, length, 3)).astype(np.float32)
-    want = np.stack([reduce(x[:, i:i + 2], axis=1) for i in range(0, length, 2)], axis=1)
-    np.testing.assert_allclose(Subsample(mode, 2, 1)(jnp.asarray(x)), want, rtol=1e-6)
 
 
 def test_z2cnn_matches_p4cnn_in_size_but_not_in_rotation_invariance():
