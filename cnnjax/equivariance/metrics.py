@@ -21,13 +21,40 @@ from cnnjax.inspect import receptive_field
 
 
 def as_function(f: Any, **call_kwargs: Any) -> Callable[[jax.Array], Any]:
-    """A pure function of one array: modules run on a merged copy of their state (mutations are dropped)."""
+    """A pure function of one array: modules run jitted on a merged copy of their state (mutations are dropped).
+
+    Jitted, a network compiles once per input shape instead of once per layer and shape.
+    """
     if isinstance(f, nnx.Module):
         graphdef, state = nnx.split(f)
-        return lambda x: nnx.merge(graphdef, state, copy=True)(x, **call_kwargs)
+        order = {}
+
+        def pure(state, x):
+            out = nnx.merge(graphdef, state, copy=True)(x, **call_kwargs)
+            order["keys"] = _key_order(out)  # jit returns dicts sorted by key; a model's features are in layer order
+            return out
+
+        apply = jax.jit(pure)
+        return lambda x: _in_order(apply(state, x), order["keys"])
     if not callable(f):
         raise TypeError(f"expected a function or an NNX module, got {type(f).__name__}")
     return (lambda x: f(x, **call_kwargs)) if call_kwargs else f
+
+
+def _key_order(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _key_order(v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return [_key_order(v) for v in tree]
+    return None
+
+
+def _in_order(tree: Any, order: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _in_order(tree[k], order[k]) for k in order}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_in_order(t, o) for t, o in zip(tree, order))
+    return tree
 
 
 def stride_between(in_shape: tuple[int, ...], out_shape: tuple[int, ...], n: int) -> tuple[int, ...]:

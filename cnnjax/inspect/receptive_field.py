@@ -320,7 +320,9 @@ def empirical_receptive_field(
     out_shape = jax.eval_shape(fn, x).shape
     n = len(input_shape) - 2
     pos = tuple(s // 2 for s in out_shape[1 : n + 1]) if position is None else tuple(position)
-    grad = jax.grad(lambda a: fn(a)[(0, *pos)].sum())(x)
+    grad_fn = jax.grad(lambda a: fn(a)[(0, *pos)].sum())
+    # jitted, a stack compiles once instead of once per op; a module may update its state, so it runs eagerly
+    grad = (grad_fn if isinstance(fn, nnx.Module) else jax.jit(grad_fn))(x)
     support = np.abs(np.asarray(grad)).sum(axis=(0, -1)) > 0
     extent = []
     for axis in range(n):

@@ -12,6 +12,9 @@ from tests.detection import reference
 from tests.detection.test_boxes import random_boxes
 
 
+_jit_nms = jax.jit(nms, static_argnames="max_outputs")  # one compile per n; eager == jit is checked below
+
+
 def kept(idx):
     idx = np.asarray(idx)
     return idx[idx >= 0].tolist()
@@ -21,7 +24,7 @@ def kept(idx):
 def test_nms_matches_greedy_reference(n, thr, seed):
     rng = np.random.default_rng(seed)
     boxes, scores = random_boxes(rng, n, 20.0), rng.permutation(n).astype(np.float32)  # distinct scores
-    got = nms(boxes, scores, thr, max_outputs=n)
+    got = _jit_nms(boxes, scores, thr, max_outputs=n)
     assert got.shape == (n,) and got.dtype == jnp.int32
     assert kept(got) == reference.nms(boxes, scores, thr)
     assert np.all(np.asarray(got)[len(kept(got)):] == -1)  # padding only at the end

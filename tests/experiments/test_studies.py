@@ -44,6 +44,7 @@ def test_every_study_module_is_listed():
     assert sorted(STUDIES) == sorted(p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "common"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", STUDIES)
 def test_quick_study_writes_csv_plots_config_and_a_report_that_links_them(name, quick_runs):
     rows, report, out = quick_runs(name)
@@ -61,6 +62,7 @@ def _floats(rows, key):
     return [float(r[key]) for r in rows]
 
 
+@pytest.mark.integration
 def test_receptive_field_traced_equals_the_closed_form_and_bounds_the_empirical(quick):
     rows, _ = quick("receptive_field_growth")
     assert len(rows) == 4 * 3
@@ -70,6 +72,7 @@ def test_receptive_field_traced_equals_the_closed_form_and_bounds_the_empirical(
     assert plain == [3, 5, 7]
 
 
+@pytest.mark.integration
 def test_padding_study_circular_is_exact_and_errors_stay_in_the_predicted_band(quick):
     rows, _ = quick("padding_equivariance")
     assert max(_floats([r for r in rows if r["padding"] == "circular"], "error")) < 1e-6
@@ -78,12 +81,14 @@ def test_padding_study_circular_is_exact_and_errors_stay_in_the_predicted_band(q
     assert max(_floats(rows, "error_masked")) < 1e-6
 
 
+@pytest.mark.integration
 def test_conv_as_matrix_in_the_study_reproduces_the_convolutions(quick):
     _, report = quick("conv_vs_mlp")
     diffs = [float(d) for d in re.findall(r"\| (\d\.\de[+-]\d\d) \|", report)]
     assert len(diffs) == 3 and max(diffs) < 1e-5
 
 
+@pytest.mark.integration
 def test_rotation_study_p4cnn_is_invariant_to_quarter_turns_and_z2_is_not(quick):
     rows, _ = quick("rotation_gcnn")
     p4 = [r for r in rows if r["model"] == "p4cnn"]
@@ -93,6 +98,7 @@ def test_rotation_study_p4cnn_is_invariant_to_quarter_turns_and_z2_is_not(quick)
         assert r["acc_upright"] == r["acc_rot90"] == r["acc_rot180"] == r["acc_rot270"]
 
 
+@pytest.mark.integration
 def test_shift_study_aps_with_circular_padding_and_global_pool_is_fully_consistent(quick):
     rows, _ = quick("shift_consistency")
     aps = [r for r in rows if r["downsample"] == "APS" and r["setting"] == "circular + global"]
@@ -100,6 +106,7 @@ def test_shift_study_aps_with_circular_padding_and_global_pool_is_fully_consiste
     assert all(r["acc_shift0"] == r["acc_shift3"] for r in aps)
 
 
+@pytest.mark.integration
 def test_normalization_study_reports_steps_and_divergence(quick):
     rows, report = quick("normalization_ablation")
     assert {r["norm"] for r in rows} == {"none", "batch"}
@@ -107,6 +114,7 @@ def test_normalization_study_reports_steps_and_divergence(quick):
     assert "steps to loss <" in report
 
 
+@pytest.mark.integration
 def test_detection_study_scores_every_class_and_draws_boxes(quick):
     rows, report = quick("detect_shapes")
     assert [r["class"] for r in rows] == ["rectangle", "ellipse", "triangle", "mean"]
@@ -116,6 +124,7 @@ def test_detection_study_scores_every_class_and_draws_boxes(quick):
     assert "mAP@0.5 = " in report
 
 
+@pytest.mark.integration
 def test_segmentation_study_reports_iou_per_class(quick):
     rows, report = quick("segment_shapes")
     r = rows[0]
@@ -124,6 +133,7 @@ def test_segmentation_study_reports_iou_per_class(quick):
     assert 0.5 < float(r["pixel_acc"]) <= 1.0 and "mIoU" in report
 
 
+@pytest.mark.integration
 def test_saliency_study_salient_pixels_matter_more_than_random_ones(quick):
     rows, report = quick("saliency_digits")
     acc = {(r["pixels"], int(r["deleted"])): float(r["accuracy"]) for r in rows}

@@ -100,12 +100,16 @@ def test_conv_transpose_is_the_vjp_of_conv(geom, groups, seed):
     x = jnp.asarray(rng.normal(size=(2, *size, cin)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(k,) * n + (cin // groups, cout)), jnp.float32)
     ct = jnp.asarray(rng.normal(size=(2, *o, cout)), jnp.float32)
-    _, vjp = jax.vjp(lambda a: conv(a, w, stride=s, padding=p, dilation=d, groups=groups), x)
-    # conv's kernel (*k, C_in/g, C_out) read as a transposed-conv kernel (*k, C_out, C_in/g):
-    wt = w.reshape(w.shape[:n] + (cin // groups, groups, cout // groups))
-    wt = jnp.moveaxis(wt, n, -1).reshape(w.shape[:n] + (cout, cin // groups))
-    y = conv_transpose(ct, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
-    np.testing.assert_allclose(y, vjp(ct)[0], rtol=1e-4, atol=1e-4)
+
+    @jax.jit  # one compile per example rather than one per eager op
+    def both(x, w, ct):
+        _, vjp = jax.vjp(lambda a: conv(a, w, stride=s, padding=p, dilation=d, groups=groups), x)
+        # conv's kernel (*k, C_in/g, C_out) read as a transposed-conv kernel (*k, C_out, C_in/g):
+        wt = w.reshape(w.shape[:n] + (cin // groups, groups, cout // groups))
+        wt = jnp.moveaxis(wt, n, -1).reshape(w.shape[:n] + (cout, cin // groups))
+        return conv_transpose(ct, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=groups), vjp(ct)[0]
+
+    np.testing.assert_allclose(*both(x, w, ct), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("xs, ws", [
@@ -159,9 +163,10 @@ def test_onednn_path_equals_xla(xs, ws, kw):
         f = lambda x, w, b: conv_transpose(x, w, b, **kw)  # a fresh function: JAX caches traces by function
         assert ("onednn_input_grad" in str(jax.make_jaxpr(f)(x, w, b))) == jaxpr_has_onednn
         loss = lambda *a: jnp.sum(f(*a) * ct)
-        curvature = jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w, b) ** 2))(w)
-        return [jax.jit(f)(x, w, b), *jax.grad(loss, argnums=(0, 1, 2))(x, w, b), curvature,
-                jax.vmap(f, in_axes=(0, None, None))(x[:, None], w, b)[:, 0]]
+        # jitted (the strategy switch is part of jit's cache key): one compile per program, not one per op
+        curvature = jax.jit(jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w, b) ** 2)))(w)
+        return [jax.jit(f)(x, w, b), *jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(x, w, b), curvature,
+                jax.jit(jax.vmap(f, in_axes=(0, None, None)))(x[:, None], w, b)[:, 0]]
 
     got = results(True)
     with conv_strategy("lax"):

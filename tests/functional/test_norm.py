@@ -104,12 +104,12 @@ def test_batch_norm_gradients_match_torch_and_finite_differences(torch, rng):
     out = torch.nn.functional.batch_norm(tx, None, None, ts, tb, training=True)
     out.backward(torch.tensor(ref.channels_first(ct), dtype=torch.float32))
     f = lambda x, s, b: jnp.sum(batch_norm(x, s, b, init_batch_norm_stats(3), training=True)[0] * ct)  # noqa: E731
-    gx, gs, gb = jax.grad(f, (0, 1, 2))(x, scale.astype(np.float32), bias.astype(np.float32))
+    gx, gs, gb = jax.jit(jax.grad(f, (0, 1, 2)))(x, scale.astype(np.float32), bias.astype(np.float32))
     np.testing.assert_allclose(gx, ref.channels_last(tx.grad.numpy()), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(gs, ts.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-4, atol=1e-5)
     with jax.enable_x64():
-        check_grads(lambda x, s, b: batch_norm(x, s, b, init_batch_norm_stats(3, jnp.float64), training=True)[0],
+        check_grads(jax.jit(lambda x, s, b: batch_norm(x, s, b, init_batch_norm_stats(3, jnp.float64), training=True)[0]),
                     (x[:2].astype(np.float64), scale, bias), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
@@ -130,6 +130,7 @@ def test_batch_norm_under_vmap_with_axis_name_equals_full_batch(rng):
     assert not np.allclose(alone, full_y, atol=1e-2)
 
 
+@pytest.mark.integration
 def test_batch_norm_across_devices_equals_one_device():
     """Four forced CPU devices, batch sharded, statistics pmean'd: same as the unsharded batch."""
     code = textwrap.dedent(
@@ -212,12 +213,13 @@ def test_per_example_norm_derivatives_equal_the_formulas(rng, name):
     ct = jnp.asarray(rng.normal(size=(2, 5, 4, 6)), jnp.float32)
     for f in (ours, lambda x, s, b: ours(x, s, None) + b, lambda x, s, b: ours(x, None, None) * s + b):
         loss = lambda g: lambda *a: jnp.sum(g(*a) * ct)  # noqa: E731
-        for got, want in zip(jax.grad(loss(f), (0, 1, 2))(*args), jax.grad(loss(plain), (0, 1, 2))(*args)):
+        grads = [jax.jit(jax.grad(loss(g), (0, 1, 2)))(*args) for g in (f, plain)]  # jitted: a compile per program, not per op
+        for got, want in zip(*grads):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     tangents = tuple(jnp.asarray(rng.normal(size=a.shape), jnp.float32) for a in args)
     np.testing.assert_allclose(jax.jvp(ours, args, tangents)[1], jax.jvp(plain, args, tangents)[1], rtol=1e-4, atol=1e-4)
     with jax.enable_x64():
-        check_grads(ours, tuple(np.asarray(a, np.float64) for a in args), order=2, modes=("rev", "fwd"), eps=1e-4)
+        check_grads(jax.jit(ours), tuple(np.asarray(a, np.float64) for a in args), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
 def test_group_norm_extremes_are_layer_and_instance_norm(rng):

@@ -172,17 +172,18 @@ def _reduce_window_max(x, window):
 
 def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=0.0):
     """Values, gradients (random cotangent), JVPs and vmap of ``f_fast`` equal ``f_ref``'s bit for bit (the
-    gradients to ``grad_rtol``: where windows overlap, the order in which they add up may differ)."""
-    y = f_fast(x)
-    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(f_ref(x), np.float32))
+    gradients to ``grad_rtol``: where windows overlap, the order in which they add up may differ). Each is
+    jitted: a large window is many strided views, each its own compile when run eagerly."""
+    y = jax.jit(f_fast)(x)
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(jax.jit(f_ref)(x), np.float32))
     g = jnp.asarray(rng.normal(size=y.shape), x.dtype)
     grad = lambda f: jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])(x, g)  # noqa: E731
     np.testing.assert_allclose(np.asarray(grad(f_fast), np.float32), np.asarray(grad(f_ref), np.float32),
                                rtol=grad_rtol, atol=grad_rtol)
     tangent = jnp.asarray(rng.normal(size=x.shape), x.dtype)
-    jvp = lambda f: jax.jvp(f, (x,), (tangent,))[1]  # noqa: E731
+    jvp = lambda f: jax.jit(lambda x, t: jax.jvp(f, (x,), (t,))[1])(x, tangent)  # noqa: E731
     np.testing.assert_array_equal(np.asarray(jvp(f_fast), np.float32), np.asarray(jvp(f_ref), np.float32))
-    np.testing.assert_array_equal(np.asarray(jax.vmap(f_fast)(x[None]))[0], np.asarray(y))
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(f_fast))(x[None]))[0], np.asarray(y))
 
 
 @pytest.mark.parametrize("shape, window", TILED)
@@ -250,9 +251,9 @@ def test_onednn_max_pool_equals_reduce_window_with_ties(rng, shape, window, stri
     _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=1e-6)
     t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
     ct = jnp.asarray(rng.normal(size=f_fast(x).shape), jnp.float32)
-    second = lambda f: jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(f(x) * ct))(x) * t))(x)  # noqa: E731
+    second = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(f(x) * ct))(x) * t)))(x)  # noqa: E731
     np.testing.assert_array_equal(np.asarray(second(f_fast)), np.asarray(second(f_ref)))
-    per_example = lambda f: jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 2)))(x[:, None])  # noqa: E731
+    per_example = lambda f: jax.jit(jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 2))))(x[:, None])  # noqa: E731
     np.testing.assert_allclose(np.asarray(per_example(f_fast)), np.asarray(per_example(f_ref)), rtol=1e-6)
 
 

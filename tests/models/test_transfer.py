@@ -37,10 +37,14 @@ def test_fine_tune_only_the_head_and_last_stage():
         logits = nnx.merge(graphdef, p, rest)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
+    @jax.jit  # one compiled step, not one compile per eager op
+    def step(p, opt_state):
+        updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
+        return optax.apply_updates(p, updates), opt_state
+
     new = params
     for _ in range(2):
-        updates, opt_state = tx.update(jax.grad(loss)(new), opt_state, new)
-        new = optax.apply_updates(new, updates)
+        new, opt_state = step(new, opt_state)
     flat_old = dict(zip(models.param_paths(model), jax.tree.leaves(params)))
     flat_new = dict(zip(models.param_paths(model), jax.tree.leaves(new)))
     for path in flat_old:

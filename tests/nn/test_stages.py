@@ -27,15 +27,19 @@ def _pair(shape, conv_kw, pool_args, seed=0, **extra):
     return stage, plain, x
 
 
+@nnx.jit  # one compile per module and shape, not one per eager op
 def _grads(module, x, ct):
     return nnx.grad(lambda m, x: jnp.sum(m(x) * ct), argnums=(0, 1))(module, x)
+
+
+_apply = nnx.jit(lambda m, x: m(x))
 
 
 @pytest.mark.parametrize("shape, conv_kw, pool_args", STAGES)
 def test_same_values_and_gradients_as_layer_by_layer(shape, conv_kw, pool_args):
     stage, plain, x = _pair(shape, conv_kw, pool_args)
-    y = stage(x)
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(plain(x)))  # max commutes with + b and ReLU, bit for bit
+    y = _apply(stage, x)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(_apply(plain, x)))  # max commutes with + b and ReLU, bit for bit
     assert bool((y == 0).any())  # windows with no positive value, whose gradient ReLU stops
     ct = jax.random.normal(jax.random.key(9), y.shape)
     (gm, gx), (pm, px) = _grads(stage, x, ct), _grads(plain, x, ct)

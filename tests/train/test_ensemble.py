@@ -12,6 +12,8 @@ import pytest
 
 from cnnjax.train import TrainConfig, TrainingError, fit, fit_ensemble
 
+pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
+
 
 def test_members_equal_the_single_runs_and_each_other_differs(tmp_path):
     cfg = TrainConfig(model="mnist1d_cnn", steps=60, run_dir=str(tmp_path / "ens"))

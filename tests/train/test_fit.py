@@ -36,6 +36,7 @@ def _params(run_dir: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
 
 
+@pytest.mark.integration
 def test_same_config_and_seed_give_bit_identical_parameters(tmp_path):
     a = fit(TrainConfig(**FAST, steps=80, run_dir=str(tmp_path / "a")), progress=False)
     b = fit(TrainConfig(**FAST, steps=80, run_dir=str(tmp_path / "b")), progress=False)
@@ -46,6 +47,7 @@ def test_same_config_and_seed_give_bit_identical_parameters(tmp_path):
     assert a.history == [{**r, "examples_per_s": a.history[i]["examples_per_s"], "wall_s": a.history[i]["wall_s"]} for i, r in enumerate(b.history)]
 
 
+@pytest.mark.integration
 def test_run_directory_contents_and_learning(tmp_path):
     r = fit(TrainConfig(**FAST, epochs=5, run_dir=str(tmp_path / "run")), progress=False)
     files = {p.name for p in r.run_dir.iterdir()}
@@ -56,6 +58,7 @@ def test_run_directory_contents_and_learning(tmp_path):
     assert (r.run_dir / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,train_loss")
 
 
+@pytest.mark.integration
 def test_fresh_run_into_an_old_run_directory_starts_it_over(tmp_path):
     run = str(tmp_path / "run")
     fit(TrainConfig(**FAST, steps=6, checkpoint_every=3, run_dir=run), progress=False)
@@ -65,6 +68,7 @@ def test_fresh_run_into_an_old_run_directory_starts_it_over(tmp_path):
         np.testing.assert_array_equal(saved, np.asarray(trained))
 
 
+@pytest.mark.integration
 def test_resume_after_sigkill_ends_bit_identical(tmp_path):
     """A real subprocess killed with SIGKILL mid-run, resumed, ends with the uninterrupted run's parameters."""
     args = ["--model", "mnist1d_cnn", "--steps", "3000", "--checkpoint-every", "100", "--quiet"]  # long enough to be killed mid-run
@@ -94,6 +98,7 @@ def test_resume_after_sigkill_ends_bit_identical(tmp_path):
     assert exact(full_rows) == exact(killed_rows)
 
 
+@pytest.mark.integration
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     r = fit(TrainConfig(**FAST, steps=40, run_dir=str(tmp_path / "run")), progress=False)
     for f in (r.run_dir / "checkpoints").rglob("*"):
@@ -103,6 +108,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         fit(TrainConfig(**FAST, steps=80, run_dir=str(r.run_dir)), resume=True, progress=False)
 
 
+@pytest.mark.integration
 def test_checkpoint_from_another_model_is_a_clear_error(tmp_path):
     fit(TrainConfig(**FAST, steps=40, run_dir=str(tmp_path / "run")), progress=False)
     other = TrainConfig(model="mnist1d_convbase", dataset="mnist1d", steps=80, run_dir=str(tmp_path / "run"))
@@ -110,6 +116,7 @@ def test_checkpoint_from_another_model_is_a_clear_error(tmp_path):
         fit(other, resume=True, progress=False)
 
 
+@pytest.mark.integration
 def test_diverging_run_stops_naming_the_step(tmp_path):
     cfg = TrainConfig(**FAST, steps=200, optimizer="sgd", lr=1e12, run_dir=str(tmp_path / "nan"))
     with pytest.raises(TrainingError, match=r"NaN/inf at step \d+; stopping. The last good checkpoint is kept"):
@@ -132,6 +139,7 @@ def _cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "cnnjax", *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
+@pytest.mark.integration
 def test_cli_train_and_eval_end_to_end(tmp_path):
     run = tmp_path / "run"
     out = _cli("train", "--steps", "80", "--run-dir", str(run), "--quiet")
@@ -154,6 +162,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path):
     (["--task", "segment", "--loss", "yolo"], "--loss 'yolo' does not fit task 'segment'; choose from cross_entropy, dice"),
     (["--task", "segment", "--model", "unet"], "task 'segment' needs the dataset's mask features; 'mnist1d' has none"),
 ])
+@pytest.mark.integration
 def test_cli_errors_are_one_line(args, message):
     out = _cli("train", "--quiet", *args)
     assert out.returncode == 2
@@ -169,6 +178,7 @@ def test_mnist1d_cnn_reaches_the_published_accuracy_over_three_seeds(tmp_path):
     assert np.mean(accs) >= 0.92 and min(accs) >= 0.90, accs
 
 
+@pytest.mark.integration
 def test_batchnorm_model_trains_and_updates_running_statistics(tmp_path):
     r = fit(TrainConfig(model="resnet20", dataset="digits", batch_size=64, steps=44, optimizer="momentum", lr=0.05,
                         run_dir=str(tmp_path / "bn")), progress=False)
@@ -183,6 +193,7 @@ def nnx_state_of(model):
     return nnx.state(model, nnx.BatchStat)
 
 
+@pytest.mark.integration
 def test_streamed_run_resumes_exactly(tmp_path):
     import shutil
 

@@ -15,6 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
+
 TRAIN = ["--batch-size", "64", "--steps", "2", "--optimizer", "momentum", "--lr", "0.05", "--checkpoint-every", "1",
          "--quiet"]
 IN_MEMORY = ["--model", "resnet20", "--dataset", "digits"]  # batch norm: its statistics are all-reduced across processes

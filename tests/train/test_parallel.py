@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
+
 
 def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
     code = textwrap.dedent(  # raw: the regex below keeps its backslashes

@@ -47,6 +47,7 @@ def test_group_stats_match_numpy():
     assert stats["y"] == {"m": "y", "mean": 0.5, "std": 0.0, "ci95": 0.0, "n": 1}
 
 
+@pytest.mark.integration
 def test_run_sweep_rows_resume_and_parallel_processes_agree(tmp_path, monkeypatch):
     base = TrainConfig(steps=15, eval_every=1)
     grid = {"model": ["logistic", "mlp"], "seed": [0, 1], "lr": [0.01]}

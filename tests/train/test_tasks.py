@@ -12,6 +12,7 @@ DET = dict(model="yolo_v1", dataset="shapes", task="detect", model_options={"gri
            batch_size=50)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["cross_entropy", "dice"])
 def test_segmentation_fit_scores_pixels(tmp_path, loss):
     r = fit(TrainConfig(**SEG, loss=loss, steps=30, lr=1e-2, run_dir=str(tmp_path)), progress=False)
@@ -23,6 +24,7 @@ def test_segmentation_fit_scores_pixels(tmp_path, loss):
     assert np.isfinite(final["train_loss"]) and (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.integration
 def test_detection_targets_and_fit(tmp_path):
     ds = load_arrays("shapes")
     r = fit(TrainConfig(**DET, steps=20, lr=1e-3, run_dir=str(tmp_path)), progress=False)
@@ -33,6 +35,7 @@ def test_detection_targets_and_fit(tmp_path):
     assert 0.0 <= r.final["test_acc"] <= 1.0 and np.isfinite(r.final["test_loss"])
 
 
+@pytest.mark.integration
 def test_segmentation_ensemble_keeps_members_apart(tmp_path):
     r = fit_ensemble(TrainConfig(**SEG, steps=10, lr=1e-2, run_dir=str(tmp_path)), seeds=[0, 1], progress=False)
     assert [m["status"] for m in r.members] == ["ok", "ok"]

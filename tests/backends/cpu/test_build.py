@@ -6,9 +6,12 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
+
 _CONV = """
 import warnings, numpy as np, jax, jax.numpy as jnp
 from cnnjax import functional as F
+
 x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 16)), jnp.float32)
 w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 3, 16, 8)), jnp.float32)
 y = F.conv(x, w, padding=1)

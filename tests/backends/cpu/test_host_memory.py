@@ -41,6 +41,7 @@ def _faulting_runs(mode: str) -> list[int]:
     return [int(f) for f in out.stdout.split()[-8:] if int(f) > 6_000]  # runs that took fresh temporaries
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_repeated_executions_reuse_host_memory():
     """glibc's defaults, which importing cnnjax leaves alone, fault the temporaries in on every run. With the memory
