@@ -58,7 +58,7 @@ class DenseNet(Model):
                 c //= 2
         self.blocks, self.transitions = nnx.List(blocks), nnx.List(transitions)
         self.norm5 = nn.BatchNorm(c)
-        self.classifier = nnx.Linear(c, num_classes, rngs=rngs)
+        self.classifier = nn.Linear(c, num_classes, rngs=rngs)
 
     def forward(self, x):
         x = F.max_pool(jax.nn.relu(self.norm0(self.conv0(x))), (3, 3), 2, 1)

@@ -45,7 +45,7 @@ class P4CNN(Model):
         for name in self.stage_names[1:]:
             setattr(self, name, nnx.Sequential(conv(channels, channels), norm(channels), jax.nn.relu))
         self.pool = nn.MaxPool((2, 2))
-        self.head = nnx.Linear(channels, num_classes, rngs=rngs)
+        self.head = nn.Linear(channels, num_classes, rngs=rngs)
 
     def forward(self, x):
         if x.shape[-3] != x.shape[-2]:

@@ -130,7 +130,7 @@ class InceptionAux(nnx.Module):
     def __init__(self, cin, num_classes, rngs):
         self.conv0 = BasicConv2d(cin, 128, 1, rngs)
         self.conv1 = BasicConv2d(128, 768, 5, rngs)
-        self.fc = nnx.Linear(768, num_classes, rngs=rngs)
+        self.fc = nn.Linear(768, num_classes, rngs=rngs)
 
     def __call__(self, x):
         x = self.conv1(self.conv0(F.avg_pool(x, (5, 5), 3)))
@@ -168,7 +168,7 @@ class InceptionV3(Model):
         self.Mixed_7b = InceptionE(1280, rngs)
         self.Mixed_7c = InceptionE(2048, rngs)
         self.dropout = nn.Dropout(dropout, rngs=rngs)
-        self.fc = nnx.Linear(2048, num_classes, rngs=rngs)
+        self.fc = nn.Linear(2048, num_classes, rngs=rngs)
 
     def forward(self, x):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))

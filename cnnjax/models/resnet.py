@@ -129,7 +129,7 @@ class ResNet(Model):
         self.layer2 = self._make_layer(block, 128, layers[1], 2, rngs, kw)
         self.layer3 = self._make_layer(block, 256, layers[2], 2, rngs, kw)
         self.layer4 = self._make_layer(block, 512, layers[3], 2, rngs, kw)
-        self.fc = nnx.Linear(512 * block.expansion, num_classes, rngs=rngs)
+        self.fc = nn.Linear(512 * block.expansion, num_classes, rngs=rngs)
         if zero_init_residual:  # each residual branch starts as the identity (Goyal et al. 2017)
             for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
                 for b in stage:
@@ -236,7 +236,7 @@ class CifarResNet(Model):
                 cin = planes
             stages.append(nnx.List(blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.fc = nnx.Linear(64, num_classes, rngs=rngs)
+        self.fc = nn.Linear(64, num_classes, rngs=rngs)
 
     def forward(self, x):
         x = jax.nn.relu(self.bn1(self.conv1(x)))

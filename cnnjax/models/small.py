@@ -29,8 +29,8 @@ class ConvMLP(Model):
             setattr(self, name, layer)
         self.flatten = nn.Flatten(spatial_dims + 1)
         sizes = (flat, *hidden)
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+        self.hidden = nnx.List([nn.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.head = nn.Linear(sizes[-1], num_classes, rngs=rngs)
 
     def forward(self, x):
         features = {}
@@ -105,7 +105,7 @@ class PlainConvNet(Model):
         self.head_kind = head
         self.flatten = nn.Flatten(dims + 1) if head == "flatten" else nn.GlobalAvgPool(spatial_dims=dims)
         positions = int(np.prod(size)) if head == "flatten" else 1
-        self.head = nnx.Linear(positions * layers[-1][1], num_classes, rngs=rngs)
+        self.head = nn.Linear(positions * layers[-1][1], num_classes, rngs=rngs)
 
     def forward(self, x):
         features = {}
@@ -166,9 +166,9 @@ class MLP(Model):
 
     def __init__(self, in_features: int, hidden: int, num_classes: int, rngs: nnx.Rngs):
         self.in_features = in_features
-        self.fc1 = nnx.Linear(in_features, hidden, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden, hidden, rngs=rngs)
-        self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+        self.fc1 = nn.Linear(in_features, hidden, rngs=rngs)
+        self.fc2 = nn.Linear(hidden, hidden, rngs=rngs)
+        self.head = nn.Linear(hidden, num_classes, rngs=rngs)
 
     def forward(self, x):
         x = x.reshape(x.shape[: x.ndim - 2] + (-1,)) if x.shape[-1] != self.in_features else x
@@ -182,7 +182,7 @@ class Logistic(Model):
 
     def __init__(self, in_features: int, num_classes: int, rngs: nnx.Rngs):
         self.in_features = in_features
-        self.head = nnx.Linear(in_features, num_classes, rngs=rngs)
+        self.head = nn.Linear(in_features, num_classes, rngs=rngs)
 
     def forward(self, x):
         x = x.reshape(x.shape[: x.ndim - 2] + (-1,)) if x.shape[-1] != self.in_features else x

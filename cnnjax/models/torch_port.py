@@ -18,6 +18,7 @@ _LEAF = {
     nn.Conv: {"kernel": "weight", "bias": "bias"},
     nn.ConvTranspose: {"kernel": "weight", "bias": "bias"},
     nnx.Linear: {"kernel": "weight", "bias": "bias"},
+    nn.Linear: {"kernel": "weight", "bias": "bias"},
 }
 
 

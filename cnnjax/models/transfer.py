@@ -38,7 +38,7 @@ def replace_head(model: nnx.Module, num_classes: int, *, rngs: nnx.Rngs | None =
         raise TypeError(f"replace_head: {type(model).__name__} has no head_path; it is not a zoo model")
     parent, last, old = _locate(model, path)
     if isinstance(old, nnx.Linear):
-        new = nnx.Linear(old.in_features, num_classes, rngs=rngs)
+        new = nn.Linear(old.in_features, num_classes, rngs=rngs)
     elif isinstance(old, nn.Conv):
         new = nn.Conv(old.in_channels, num_classes, old.kernel_size, stride=old.stride, padding=old.padding, rngs=rngs)
     else:

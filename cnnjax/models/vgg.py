@@ -75,9 +75,9 @@ class VGG(_Classified):
         # The first classifier layer reads a flattened (C, H, W) map in PyTorch, (H, W, C) here.
         self.torch_chw = ("classifier.0", (cin, *self.pool_size))
         self.classifier = nnx.Sequential(
-            nnx.Linear(cin * 7 * 7, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
-            nnx.Linear(hidden, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
-            nnx.Linear(hidden, num_classes, rngs=rngs),
+            nn.Linear(cin * 7 * 7, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
+            nn.Linear(hidden, hidden, rngs=rngs), jax.nn.relu, nn.Dropout(dropout, rngs=rngs),
+            nn.Linear(hidden, num_classes, rngs=rngs),
         )
 
 
@@ -122,9 +122,9 @@ class AlexNet(_Classified):
         )
         self.avgpool = nn.AdaptiveAvgPool(self.pool_size)
         self.classifier = nnx.Sequential(
-            nn.Dropout(dropout, rngs=rngs), nnx.Linear(256 * 6 * 6, 4096, rngs=rngs), jax.nn.relu,
-            nn.Dropout(dropout, rngs=rngs), nnx.Linear(4096, 4096, rngs=rngs), jax.nn.relu,
-            nnx.Linear(4096, num_classes, rngs=rngs),
+            nn.Dropout(dropout, rngs=rngs), nn.Linear(256 * 6 * 6, 4096, rngs=rngs), jax.nn.relu,
+            nn.Dropout(dropout, rngs=rngs), nn.Linear(4096, 4096, rngs=rngs), jax.nn.relu,
+            nn.Linear(4096, num_classes, rngs=rngs),
         )
 
 

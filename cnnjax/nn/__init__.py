@@ -1,13 +1,15 @@
 """Flax NNX modules: thin wrappers that own parameters and call :mod:`cnnjax.functional`.
 
-Containers come from Flax: use ``nnx.Sequential`` (it forwards ``train()``/``eval()``).
+Containers come from Flax: use ``nnx.Sequential`` (it forwards ``train()``/``eval()``). ``Linear`` is Flax's
+``nnx.Linear`` with initializers that build fast (:mod:`cnnjax.nn.init`).
 """
 
-from flax.nnx import Linear, Sequential
+from flax.nnx import Sequential
 
 from cnnjax.nn.antialias import APSPool, BlurPool
 from cnnjax.nn.conv import Conv, ConvTranspose, default_bias_init, default_kernel_init
 from cnnjax.nn.misc import Dropout, Flatten, Identity, PixelShuffle, Upsample
+from cnnjax.nn.linear import Linear
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool

@@ -7,6 +7,7 @@ so examples do not interact and one backward pass serves the whole batch.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,14 @@ def _scores(logits, target):
 
 
 def _input_gradient(m, x, target):
-    """``∂S/∂x`` for an eval-mode model ``m`` and resolved ``(N,)`` targets."""
+    """``∂S/∂x`` for an eval-mode model ``m`` and resolved ``(N,)`` targets (one compiled program per shape)."""
+    graphdef, state = nnx.split(m)
+    return _gradient_program(graphdef, state, x, target)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _gradient_program(graphdef, state, x, target):
+    m = nnx.merge(graphdef, state)
     return jax.grad(lambda z: _scores(m(z), target).sum())(x)
 
 

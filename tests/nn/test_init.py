@@ -82,3 +82,9 @@ def test_building_a_deep_network_compiles_a_few_programs_not_one_per_shape():
         logger.removeHandler(handler)
     assert len(layers) == 64
     assert sum("Compiling" in m for m in compiles) <= 3, compiles
+
+
+def test_linear_is_flax_s_linear_with_the_same_parameters():
+    ours, flax_s = nn.Linear(6, 3, rngs=nnx.Rngs(5)), nnx.Linear(6, 3, rngs=nnx.Rngs(5))
+    assert isinstance(ours, nnx.Linear)
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(ours), nnx.state(flax_s))

@@ -52,7 +52,7 @@ def _assert_same_as_lax(strategy, xs, ws, kw, groups=1):
         y = f(x, w, b)
         ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
         outs.append(y)
-        grads.append(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2))(x, w, b))
+        grads.append(jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) * ct), argnums=(0, 1, 2)))(x, w, b))  # one compile
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     for g_other, g_lax in zip(grads[1], grads[0]):
         np.testing.assert_allclose(g_other, g_lax, rtol=1e-4, atol=1e-4)
@@ -187,11 +187,11 @@ def test_taps_equals_lax_for_small_dense_convs(xs, ws, kw):
     _assert_same_as_lax("taps", xs, ws, kw)
     x, w, _ = _arrays(xs, ws)  # the first-layer case: no input gradient
     ct = jnp.asarray(np.random.default_rng(1).normal(size=conv(x, w, strategy="lax", **kw).shape), jnp.float32)
-    g = [jax.grad(lambda w, s=s: jnp.sum(conv(x, w, strategy=s, **kw) * ct))(w) for s in ("lax", "taps")]
+    g = [jax.jit(jax.grad(lambda w, s=s: jnp.sum(conv(x, w, strategy=s, **kw) * ct)))(w) for s in ("lax", "taps")]
     np.testing.assert_allclose(g[1], g[0], rtol=1e-4, atol=1e-4)
     tangents = (jnp.cos(x), jnp.sin(w))
-    np.testing.assert_allclose(jax.jvp(lambda x, w: conv(x, w, strategy="taps", **kw), (x, w), tangents)[1],
-                               jax.jvp(lambda x, w: conv(x, w, strategy="lax", **kw), (x, w), tangents)[1],
+    jvp = lambda s: jax.jit(lambda x, w, t: jax.jvp(lambda x, w: conv(x, w, strategy=s, **kw), (x, w), t)[1])  # noqa: E731
+    np.testing.assert_allclose(jvp("taps")(x, w, tangents), jvp("lax")(x, w, tangents),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -208,7 +208,7 @@ def test_dense_taps_is_one_fused_sum_in_any_precision():
     np.testing.assert_allclose(lo.astype(jnp.float32), conv(x, w, strategy="lax", padding=1), rtol=5e-2, atol=5e-2)
     with jax.enable_x64():
         x, w, _ = _arrays((2, 7, 6, 2), (3, 3, 2, 3), np.float64)
-        check_grads(lambda x, w: conv(x, w, stride=2, strategy="taps"), (x, w), order=2, modes=("rev", "fwd"), eps=1e-4)
+        check_grads(jax.jit(lambda x, w: conv(x, w, stride=2, strategy="taps")), (x, w), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
 def test_taps_jit_vmap_bfloat16_and_finite_differences():

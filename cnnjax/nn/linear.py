@@ -1,0 +1,26 @@
+"""Linear: Flax's ``nnx.Linear``, built without a compile per parameter shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from cnnjax.nn import init
+
+
+class Linear(nnx.Linear):
+    """Flax's ``nnx.Linear`` (a subclass: the same parameters for a seed, the same ``kernel``/``bias`` paths)
+    whose default initializers, LeCun normal and zeros, come from :mod:`cnnjax.nn.init`.
+
+    ``(*batch, in_features) -> (*batch, out_features)``; ``kernel`` is ``(in_features, out_features)``.
+
+    Example:
+      >>> Linear(3, 4, rngs=nnx.Rngs(0))(jnp.ones((2, 3))).shape
+      (2, 4)
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, kernel_init: Any = None, bias_init: Any = None,
+                 **kwargs: Any):
+        super().__init__(in_features, out_features, kernel_init=kernel_init or init.lecun_normal(),
+                         bias_init=bias_init or init.zeros, **kwargs)
