@@ -57,8 +57,9 @@ def test_bfloat16_step_really_computes_in_bfloat16_and_tracks_float32():
     args = (x, y, jnp.arange(64), 0)
     jaxpr = str(jax.make_jaxpr(make_train_step(tdef, tx, 32, compute_dtype="bfloat16", jit=False))(state, *args))
     assert "bf16[32,16,8]" in jaxpr  # the conv's output
-    f32 = make_train_step(tdef, tx, 32, jit=False)(state, *args)["params"]
-    bf16 = make_train_step(tdef, tx, 32, compute_dtype="bfloat16", jit=False)(state, *args)["params"]
+    # jitted without donation (the state is read again below): one compile rather than one per eager op
+    f32 = jax.jit(make_train_step(tdef, tx, 32, jit=False), static_argnums=4)(state, *args)["params"]
+    bf16 = jax.jit(make_train_step(tdef, tx, 32, compute_dtype="bfloat16", jit=False), static_argnums=4)(state, *args)["params"]
     delta = lambda p: jnp.concatenate([(a - b).ravel() for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(state["params"]))])
     d32, d16 = delta(f32), delta(bf16)
     assert float(jnp.linalg.norm(d16 - d32) / jnp.linalg.norm(d32)) < 3e-2  # bf16 has 8 mantissa bits

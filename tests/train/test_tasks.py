@@ -56,6 +56,7 @@ def test_objective_metrics_count_the_scored_units():
     assert [int(v) for v in Objective("detect").metrics(pred, t)] == [1, 1, 1]
 
 
+@pytest.mark.integration  # builds the datasets and starts fit
 def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="task must be one of classify, segment, detect, got 'detection'"):
         check_task("detection", "")
