@@ -7,10 +7,10 @@ programs cached by an earlier build in the same process would hide the cost.
 
 from __future__ import annotations
 
-import multiprocessing
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+
+from benchmarks.harness import in_fresh_process
 
 MODELS = ("resnet20", "resnet18", "resnet50", "densenet121", "densenet201")
 KINDS = {"create": "models.create", "eval_shape": "nnx.eval_shape(models.create)", "torch": "torch constructor"}
@@ -47,8 +47,7 @@ def build_rows(quick: bool = False, repeats: int = 3) -> list[dict]:
         for kind in KINDS:
             times = []
             for _ in range(1 if quick else repeats):
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    t = pool.submit(_build_once, name, kind).result()
+                t = in_fresh_process(_build_once, name, kind)
                 if t is None:
                     break
                 times.append(t)

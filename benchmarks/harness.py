@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a newly spawned Python process: no threads, allocator state or compiled programs of this
+    one reach it (``fn`` and its arguments must pickle)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def timeit(run: Callable[[], Any], sync: Callable[[Any], Any], *, repeats: int = 5, inner: int = 10,

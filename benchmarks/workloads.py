@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import jax
@@ -31,7 +29,7 @@ import optax
 from flax import nnx
 
 from benchmarks import flax_models
-from benchmarks.harness import jax_sync, timeit
+from benchmarks.harness import in_fresh_process, jax_sync, timeit
 from cnnjax import models
 from cnnjax.functional import conv_strategy
 from cnnjax.inspect import count_params
@@ -260,11 +258,7 @@ def time_workload(w: Workload, frameworks: tuple[str, ...], *, compute_dtype: st
     kwargs = dict(compute_dtype=compute_dtype, repeats=repeats, torch_device=torch_device)
     rows = []
     for fw in frameworks:
-        if isolate:
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                row = pool.submit(_time_one_fresh, w, fw, kwargs).result()
-        else:
-            row = time_one(w, fw, **kwargs)
+        row = in_fresh_process(_time_one_fresh, w, fw, kwargs) if isolate else time_one(w, fw, **kwargs)
         if row is not None:
             rows.append(row)
     return rows

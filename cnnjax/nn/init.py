@@ -73,14 +73,12 @@ def variance_scaling_truncated(scale: float, in_axis: int = -2, out_axis: int = 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = None, out_sharding: Any = None) -> jax.Array:
         dtype = jnp.dtype(dtype or jnp.float32)
         shape = tuple(int(s) for s in shape)
-        if len(shape) < 2 or not _host_ok(key, dtype, out_sharding):
-            return reference(key, shape, dtype, out_sharding=out_sharding)
         n = math.prod(shape)
+        if len(shape) < 2 or n == 0 or not _host_ok(key, dtype, out_sharding):
+            return reference(key, shape, dtype, out_sharding=out_sharding)
         fan_in = n / shape[out_axis]  # in_axis size times the receptive field
         variance = np.asarray(scale / fan_in, dtype)
         std = np.sqrt(variance) / np.asarray(TRUNCATED_STD, dtype)
-        if n == 0:
-            return jnp.zeros(shape, dtype)
         return jax.device_put(_draw(key, n, dtype).reshape(shape) * std)
 
     return init
