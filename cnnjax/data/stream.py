@@ -32,9 +32,11 @@ def epoch_permutation(seed: jax.Array | int, epoch: int, n: int) -> jax.Array:
 class InMemoryBatches:
     """The split on the device; each epoch is a permutation drawn from ``fold_in(key(seed), epoch)``."""
 
-    def __init__(self, x_train, y_train, x_test, y_test, batch_size: int, seed: int, sharding: Any = None):
+    def __init__(self, x_train, y_train, x_test, y_test, batch_size: int, seed: int, sharding: Any = None,
+                 num_classes: int | None = None):
         put = (lambda a: jax.device_put(a, sharding)) if sharding is not None else jnp.asarray
         self.x, self.y, self.x_test, self.y_test = (put(a) for a in (x_train, y_train, x_test, y_test))
+        self.input_shape, self.num_classes = tuple(x_train.shape[1:]), num_classes
         self.n, self.batch_size, self.seed = len(x_train), batch_size, seed
         self.steps_per_epoch = self.n // batch_size
 

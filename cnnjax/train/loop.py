@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +22,12 @@ from cnnjax.data import STREAM_THRESHOLD_BYTES, GrainBatches, InMemoryBatches, b
 from cnnjax.data import augment as make_augment
 from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
+from cnnjax.train.members import Member, MemberBatches, init_members, member_records
 from cnnjax.train.metrics import MetricsWriter, plot_curves
-from cnnjax.train.optim import make_optimizer
+from cnnjax.train.optim import make_injectable_optimizer, make_optimizer
 from cnnjax.train.parallel import data_mesh, is_main_process, main_first, main_only
 from cnnjax.train import tasks
-from cnnjax.train.step import init_state, make_eval_step, make_train_step, zero_metrics
+from cnnjax.train.step import init_state, jit_step, make_eval_step, make_train_step
 
 
 class TrainingError(RuntimeError):
@@ -42,24 +44,6 @@ class FitResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1]
-
-
-def _default_run_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.model}-{cfg.dataset}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def evaluate(eval_step, params, rest, batches) -> dict[str, float]:
-    """Mean loss per example, top-1 and top-5 accuracy over an iterable of ``(x, y)`` test batches.
-
-    Accuracies are over what the task scores: examples, pixels (segmentation) or object cells (detection).
-    """
-    loss = correct = top5 = count = 0.0
-    n = 0
-    for x, y in batches:
-        l, c, t, k = eval_step(params, rest, x, y)
-        loss, correct, top5, count, n = loss + l, correct + c, top5 + t, count + k, n + len(y)
-    count = max(float(count), 1.0)
-    return {"loss": float(loss) / n, "acc": float(correct) / count, "top5": float(top5) / count}
 
 
 def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = None):
@@ -81,7 +65,8 @@ def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = N
     if cfg.batch_size > len(ds.x_train):
         raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({len(ds.x_train)} examples)")
     model, y_train, y_test = task_data(cfg, ds)
-    provider = InMemoryBatches(ds.x_train, y_train, ds.x_test, y_test, cfg.batch_size, cfg.seed, sharding)
+    provider = InMemoryBatches(ds.x_train, y_train, ds.x_test, y_test, cfg.batch_size, cfg.seed, sharding,
+                               num_classes=ds.num_classes)
     return provider, model
 
 
@@ -98,9 +83,8 @@ def task_data(cfg: TrainConfig, ds: Any) -> tuple[nnx.Module, np.ndarray, np.nda
 def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
     """The config's model for the dataset's ``num_classes``, checked against the data's input shape and the
     task's output shape (a one-line error if it does not fit)."""
-    options = dict(cfg.model_options)
     num_classes = tasks.model_classes(cfg.task, num_classes)
-    model = models.create(cfg.model, num_classes=num_classes, in_channels=input_shape[-1], seed=cfg.seed, **options)
+    model = create_model(cfg, input_shape, num_classes, seed=cfg.seed)
     try:
         out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
     except Exception as e:
@@ -121,6 +105,12 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
     return model
 
 
+def create_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nnx.Module:
+    """``models.create`` for the config's model, options and input channels, with the model's ``num_classes``
+    and ``seed``/``rngs`` in ``kwargs``; no checks (see :func:`build_model`)."""
+    return models.create(cfg.model, num_classes=num_classes, in_channels=input_shape[-1], **cfg.model_options, **kwargs)
+
+
 def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
     """Train ``cfg.model`` on ``cfg.dataset``; write metrics, curves and checkpoints to the run directory.
 
@@ -137,8 +127,45 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     Returns:
       A :class:`FitResult` with the run directory, the evaluation history and the trained model.
     """
+    run = train(cfg, resume=resume, progress=progress)
+    nnx.update(run.model, run.state["params"], run.state["rest"])
+    run.model.eval()
+    return FitResult(run.run_dir, run.history, run.state["params"], run.model)
+
+
+@dataclasses.dataclass
+class Training:
+    """What :func:`train` leaves: the final state (stacked over members for an ensemble) and its history,
+    whose last row evaluates the final parameters."""
+
+    run_dir: Path
+    history: list[dict[str, Any]]
+    state: dict
+    model: nnx.Module  # the model as built for the config's seed, not yet updated with the state
+    eval_def: Any  # its graph in eval mode
+    start_step: int  # where this call began (> 0 when resumed)
+    wall_s: float
+
+
+def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: bool = False,
+          progress: bool = True) -> Training:
+    """The one training loop, for a single run (``members=None``) or for K ``(seed, lr, weight_decay)``
+    members trained as one vmapped program (:func:`cnnjax.train.fit_ensemble`).
+
+    Every option works for both: devices, streaming, tasks, evaluation and checkpoint intervals, resume.
+    A single run whose loss or parameters turn NaN/inf stops with :class:`TrainingError`; an ensemble
+    records the step at which each member diverged and stops once all of them have.
+    """
     if jax.default_backend() == "cpu":
         keep_freed_memory()  # XLA:CPU's per-step temporaries stay in the process: cnnjax.backends.cpu.host_memory
+    if members is not None:
+        if not members:
+            raise TrainingError("fit_ensemble: no members (empty seeds or sweep)")
+        if jax.process_count() > 1:
+            raise TrainingError("fit_ensemble runs in one process (its members share the local devices); "
+                                f"this is a {jax.process_count()}-process run")
+        if resume and not cfg.run_dir:
+            raise TrainingError("fit_ensemble(resume=True) needs cfg.run_dir: the folder of the ensemble to continue")
     try:
         mesh = data_mesh(cfg.num_devices)
     except ValueError as e:
@@ -146,94 +173,177 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
     if cfg.batch_size % mesh.size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    batches, model = make_batches(cfg, replicated, by_batch if mesh.size > 1 else None)
+    batch_sharding = by_batch if mesh.size > 1 else None
+    batches, model = make_batches(cfg, replicated, batch_sharding)
     objective = tasks.objective(cfg, model)
-    steps_per_epoch = batches.steps_per_epoch
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    tx = make_optimizer(cfg, total)
-    train_def, eval_def, state = init_state(model, tx, cfg.seed)
-    train_step = make_train_step(
-        train_def, tx, cfg.batch_size, cfg.label_smoothing, augment=make_augment(cfg.augment) if cfg.augment else None,
-        batch_sharding=by_batch if mesh.size > 1 else None, compute_dtype=cfg.compute_dtype, objective=objective,
-    )
-    eval_step = make_eval_step(eval_def, cfg.compute_dtype, objective=objective)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * batches.steps_per_epoch
+    augment = make_augment(cfg.augment) if cfg.augment else None
+    step_options = dict(augment=augment, batch_sharding=batch_sharding, compute_dtype=cfg.compute_dtype,
+                        objective=objective)
+    if members is None:
+        tx = make_optimizer(cfg, total)
+        train_def, eval_def, state = init_state(model, tx, cfg.seed)
+        train_step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing, **step_options)
+        eval_step = make_eval_step(eval_def, cfg.compute_dtype, objective=objective)
+    else:
+        tx = make_injectable_optimizer(cfg, total, decay=any(w != 0 for _, _, w in members))
+        train_def, eval_def, _ = init_state(model, tx, cfg.seed)
+        classes = tasks.model_classes(cfg.task, batches.num_classes)
+        create = lambda key: create_model(cfg, batches.input_shape, classes, rngs=nnx.Rngs(key))  # noqa: E731
+        state = init_members(create, members, tx)
+        batches = MemberBatches(batches, [seed for seed, _, _ in members])
+        member_step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing, jit=False, **step_options)
+        train_step = jit_step(jax.vmap(member_step, in_axes=(0, *batches.in_axes)), donate_argnums=0)
+        evaluate_one = make_eval_step(eval_def, cfg.compute_dtype, jit=False, objective=objective)
+        eval_step = jit_step(jax.vmap(evaluate_one, in_axes=(0, 0, None, None)))
 
     if jax.process_count() > 1 and not cfg.run_dir:
         raise TrainingError("a multi-process run needs run_dir (--run-dir): one folder every process can reach")
     main = is_main_process()  # the only process that writes metrics, plots and the config
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg, members)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     if not resume:
         main_only(lambda: checkpoint.clear(run_dir), "cnnjax-clear-checkpoints")
     mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)
-    writer = MetricsWriter(run_dir, enabled=main)
+    writer = MetricsWriter(run_dir, enabled=main and members is None)  # an ensemble writes history.jsonl
     history: list[dict[str, Any]] = []
     if resume:
+        if members is not None:
+            saved = json.loads((run_dir / "members.json").read_text()) if (run_dir / "members.json").exists() else None
+            if saved != member_records(members):
+                raise TrainingError(f"cannot resume {run_dir}: its members are {saved}, "
+                                    f"this call asks for {member_records(members)}")
         state, meta = checkpoint.restore(mgr, state, str(run_dir))
         history = meta.get("history", [])
         writer.rewrite(history)
     else:
         if main:
             cfg.save(run_dir / "config.json")
+            if members is not None:
+                (run_dir / "members.json").write_text(json.dumps(member_records(members)))
         writer.rewrite([])
 
     state = jax.device_put(state, replicated)
-    step = int(state["step"])
+    step = start = int(np.ravel(state["step"])[0])
     last_saved = step
-    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=f"{cfg.model} on {cfg.dataset}", unit="step")
-    t_start, examples = time.perf_counter(), 0
+    k = 1 if members is None else len(members)
+    steps_per_epoch = batches.steps_per_epoch
+    desc = f"{cfg.model} on {cfg.dataset}" if members is None else f"{k} x {cfg.model} on {cfg.dataset}"
+    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=desc, unit="step")
+    t_start, examples, stopped = time.perf_counter(), 0, False
+
+    def record(epoch: int) -> None:
+        sums = _evaluation_sums(eval_step, state["params"], state["rest"], batches.test_batches())
+        elapsed = time.perf_counter() - t_start
+        row = {"step": step, "epoch": epoch, **_metrics(state["acc"], sums, members is not None),
+               "examples_per_s": examples / max(elapsed, 1e-9), "wall_s": elapsed}
+        history.append(row)
+        writer.append(row)
+        if members is None:
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+
+    def save() -> None:
+        nonlocal last_saved
+        checkpoint.save(mgr, state, {"history": history}, step=step)
+        last_saved = step
+
     try:
         while step < total:
             epoch, i0 = divmod(step, steps_per_epoch)
-            if i0 == 0:
-                state["acc"] = zero_metrics()  # mid-epoch resumes keep the restored accumulators
+            if i0 == 0:  # mid-epoch resumes keep the restored accumulators; divergence is remembered
+                state["acc"] = {key: v if key == "first_bad_step" else jnp.zeros_like(v) for key, v in state["acc"].items()}
             i_end = min(steps_per_epoch, i0 + total - step)
             for i, args in enumerate(batches.epoch(epoch, i0, i_end), start=i0):
                 state = train_step(state, *args)
                 step += 1
                 if step % cfg.checkpoint_every == 0 and i + 1 < i_end:
-                    _check_finite(state)
-                    checkpoint.save(mgr, state, {"history": history})
-                    last_saved = step
-            examples += (i_end - i0) * cfg.batch_size
-            bar.update(i_end - i0)
-            epoch_done = i_end == steps_per_epoch
+                    if stopped := not _healthy(state, members):
+                        break
+                    save()
+            examples += (step - (epoch * steps_per_epoch + i0)) * cfg.batch_size * k
+            bar.update(step - (epoch * steps_per_epoch + i0))
+            epoch_done = step == (epoch + 1) * steps_per_epoch
+            if stopped:
+                break
             if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or step >= total:
-                _check_finite(state)
-                acc = jax.device_get(state["acc"])
-                test = evaluate(eval_step, state["params"], state["rest"], batches.test_batches())
-                elapsed = time.perf_counter() - t_start
-                row = {"step": step, "epoch": epoch + 1, "train_loss": float(acc["loss"]) / max(int(acc["seen"]), 1),
-                       "train_acc": float(acc["correct"]) / max(int(acc["count"]), 1), "test_loss": test["loss"],
-                       "test_acc": test["acc"], "test_top5": test["top5"], "examples_per_s": examples / max(elapsed, 1e-9),
-                       "wall_s": elapsed}
-                history.append(row)
-                writer.append(row)
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+                if stopped := not _healthy(state, members):
+                    break
+                record(epoch + 1)
             if step % cfg.checkpoint_every == 0 and step < total and last_saved != step:
                 # after the epoch's evaluation, so a resume from here does not lose that row
-                _check_finite(state)
-                checkpoint.save(mgr, state, {"history": history})
-                last_saved = step
-        if last_saved != step or step == 0:
-            checkpoint.save(mgr, state, {"history": history})
+                if stopped := not _healthy(state, members):
+                    break
+                save()
+        if not history or history[-1]["step"] != step:  # no steps asked for, or every member diverged
+            record(-(-step // max(steps_per_epoch, 1)))
+        if (last_saved != step or step == 0) and not stopped:  # an ensemble that fully diverged keeps its last good save
+            save()
     finally:
         bar.close()
         writer.close()
-    if history and main:
+    if history and main and members is None:
         plot_curves(history, run_dir / "curves.png")
-    nnx.update(model, state["params"], state["rest"])
-    model.eval()
-    return FitResult(run_dir, history, state["params"], model)
+    return Training(run_dir, history, state, model, eval_def, start, time.perf_counter() - t_start)
 
 
-def _check_finite(state: dict) -> None:
-    bad = int(state["acc"]["first_bad_step"])
-    finite = all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(state["params"]))
-    if bad >= 0 or not finite:
+def _default_run_dir(cfg: TrainConfig, members: Sequence[Member] | None) -> Path:
+    what = f"seed{cfg.seed}" if members is None else f"ensemble{len(members)}"
+    return Path("runs") / f"{cfg.model}-{cfg.dataset}-{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _evaluation_sums(eval_step, params, rest, batches) -> tuple:
+    """``(loss, top1, top5, count, n)`` summed over an iterable of ``(x, y)`` test batches (per member when
+    ``eval_step`` is vmapped)."""
+    loss = correct = top5 = count = 0.0
+    n = 0
+    for x, y in batches:
+        l, c, t, k = eval_step(params, rest, x, y)
+        loss, correct, top5, count, n = loss + l, correct + c, top5 + t, count + k, n + len(y)
+    return loss, correct, top5, count, n
+
+
+def evaluate(eval_step, params, rest, batches) -> dict[str, float]:
+    """Mean loss per example, top-1 and top-5 accuracy over an iterable of ``(x, y)`` test batches.
+
+    Accuracies are over what the task scores: examples, pixels (segmentation) or object cells (detection).
+    """
+    loss, correct, top5, count, n = _evaluation_sums(eval_step, params, rest, batches)
+    count = max(float(count), 1.0)
+    return {"loss": float(loss) / n, "acc": float(correct) / count, "top5": float(top5) / count}
+
+
+def _metrics(acc: dict, sums: tuple, stacked: bool) -> dict[str, Any]:
+    """An evaluation row's metrics from the epoch's accumulators and the test sums: numbers for a single run,
+    lists (one value per member) for an ensemble."""
+    acc, (loss, correct, top5, count, n) = jax.device_get(acc), jax.device_get(sums[:4]) + (sums[4],)
+
+    def member(pick):
+        c = max(float(pick(count)), 1.0)
+        return {"train_loss": float(pick(acc["loss"])) / max(int(pick(acc["seen"])), 1),
+                "train_acc": float(pick(acc["correct"])) / max(int(pick(acc["count"])), 1),
+                "test_loss": float(pick(loss)) / n, "test_acc": float(pick(correct)) / c, "test_top5": float(pick(top5)) / c}
+
+    if not stacked:
+        return member(lambda a: a)
+    rows = [member(lambda a, m=m: a[m]) for m in range(len(acc["seen"]))]
+    return {key: [r[key] for r in rows] for key in rows[0]}
+
+
+def _healthy(state: dict, members: Sequence[Member] | None) -> bool:
+    """Whether training goes on: a single run whose loss or parameters became NaN/inf raises
+    :class:`TrainingError`; an ensemble goes on while any member is finite."""
+    first_bad = np.asarray(state["acc"]["first_bad_step"])
+    finite = np.logical_and.reduce([np.asarray(jnp.isfinite(x).reshape(first_bad.shape + (-1,)).all(-1))
+                                    for x in jax.tree.leaves(state["params"])])
+    ok = (first_bad < 0) & finite
+    if members is not None:
+        return bool(ok.any())
+    if not ok:
+        bad = int(first_bad)
         where = f"at step {bad + 1}" if bad >= 0 else f"by step {int(state['step'])}"
         raise TrainingError(
             f"the loss or the parameters became NaN/inf {where}; stopping. The last good checkpoint is kept. "
             f"Try a lower --lr, --grad-clip, or a warmup schedule."
         )
+    return True

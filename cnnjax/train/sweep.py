@@ -25,7 +25,8 @@ import numpy as np
 
 from cnnjax.train import checkpoint
 from cnnjax.train.config import TrainConfig
-from cnnjax.train.ensemble import fit_ensemble, member_grid, member_records
+from cnnjax.train.ensemble import fit_ensemble
+from cnnjax.train.members import member_grid, member_records
 
 VMAPPED_KEYS = ("seed", "lr", "weight_decay")
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}

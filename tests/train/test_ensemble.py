@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -80,7 +81,46 @@ def test_ensemble_resumes_from_its_checkpoint_exactly(tmp_path):
     again = fit_ensemble(cfg, seeds=[0, 1], lr=[0.01, 0.1], progress=False, resume=True)  # already finished: reads back
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(again.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert [h["step"] for h in again.history] == [40, 80] and again.history == full.history
+    untimed = lambda history: [{k: v for k, v in h.items() if k not in ("wall_s", "examples_per_s")} for h in history]  # noqa: E731
+    assert [h["step"] for h in again.history] == [40, 80] and untimed(again.history) == untimed(full.history)
     assert [m["test_acc"] for m in again.members] == [m["test_acc"] for m in full.members]
     with pytest.raises(TrainingError, match="cannot resume"):
         fit_ensemble(cfg, seeds=[0, 1, 2], progress=False, resume=True)
+
+
+def test_every_fit_option_works_for_ensembles_and_members_match_single_runs(tmp_path):
+    """One loop: num_devices, stream and eval_every give each member the run fit gives its (seed, lr)."""
+    code = textwrap.dedent(
+        """
+        import jax, numpy as np
+        from cnnjax.train import TrainConfig, fit, fit_ensemble
+        assert jax.local_device_count() == 2, jax.devices()
+        for stream in (True, False):
+            common = dict(model="mnist1d_cnn", batch_size=200, steps=50, eval_every=2, num_devices=2, stream=stream,
+                          checkpoint_every=30)
+            ens = fit_ensemble(TrainConfig(**common, run_dir=f"TMP/ens{stream}"), seeds=[0, 1], lr=[0.01, 0.03],
+                               progress=False)
+            assert [h["step"] for h in ens.history] == [40, 50], ens.history  # 20 steps an epoch, every 2nd evaluated
+            assert len(jax.tree.leaves(ens.params)[0].sharding.device_set) == 2
+            for m, (seed, lr) in enumerate([(0, 0.01), (0, 0.03), (1, 0.01), (1, 0.03)]):
+                one = fit(TrainConfig(**common, seed=seed, lr=lr, run_dir=f"TMP/one{stream}{m}"), progress=False)
+                assert [h["step"] for h in one.history] == [40, 50]
+                for a, b in zip(jax.tree.leaves(ens.params), jax.tree.leaves(one.params)):
+                    np.testing.assert_allclose(np.asarray(a)[m], b, rtol=1e-4, atol=1e-5)
+                assert ens.members[m]["test_acc"] == one.final["test_acc"]
+        print("OK")
+        """
+    ).replace("TMP", str(tmp_path))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "OK" in out.stdout
+
+
+def test_an_ensemble_stops_once_every_member_diverged(tmp_path):
+    cfg = TrainConfig(model="mnist1d_cnn", steps=400, optimizer="sgd", checkpoint_every=20, run_dir=str(tmp_path / "nan"))
+    r = fit_ensemble(cfg, seeds=[0, 1], lr=[1e9], progress=False)
+    assert all(m["status"].startswith("diverged at step ") for m in r.members)
+    assert r.summary["finished"] == 0 and r.summary["steps"] < 400  # stopped early
+    saved = sorted(int(p.name) for p in (tmp_path / "nan" / "checkpoints").iterdir())
+    assert saved == [] or max(saved) < r.summary["steps"]  # the diverged state is not saved over a good one
