@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import jax
 from flax import nnx
 
 _REGISTRY: dict[str, Callable[..., nnx.Module]] = {}
@@ -65,4 +66,7 @@ def create(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, **options:
     if unknown:
         allowed = [k for k in accepted if k != "rngs"]
         raise ValueError(f"create: model {name!r} has no option(s) {unknown}; its options: {', '.join(allowed)}")
-    return builder(rngs=rngs if rngs is not None else nnx.Rngs(seed), **options)
+    if rngs is None:
+        with jax.ensure_compile_time_eval():  # a concrete key stream even under eval_shape: see nn.init.params_key
+            rngs = nnx.Rngs(seed)
+    return builder(rngs=rngs, **options)

@@ -34,8 +34,8 @@ def _init_params(layer, cin, cout, kernel_size, groups, transposed, spatial_dims
         utils.resolve_padding(padding, [e * (q - 1) + 1 for q, e in zip(k, d)], k, s, d, fn)
         utils.check_padding_mode(padding_mode, fn)
     shape = k + ((cin, cout // groups) if transposed else (cin // groups, cout))
-    layer.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-    layer.bias = nnx.Param(bias_init(rngs.params(), (cout,), param_dtype)) if use_bias else None
+    layer.kernel = nnx.Param(kernel_init(init.params_key(rngs), shape, param_dtype))
+    layer.bias = nnx.Param(bias_init(init.params_key(rngs), (cout,), param_dtype)) if use_bias else None
     layer.in_channels, layer.out_channels, layer.kernel_size = cin, cout, k
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.nn import init
 from cnnjax.nn.conv import default_bias_init, default_kernel_init
 from cnnjax.nn.norm import BatchNorm
 
@@ -23,8 +24,8 @@ class _GroupConvBase(nnx.Module):
                  kernel_init, bias_init, param_dtype, rngs):
         F.group_order(group)  # an unknown group fails here, not at the first call
         self.group, self.stride, self.padding, self.padding_mode, self.dilation = group, stride, padding, padding_mode, dilation
-        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), (out_channels,), param_dtype)) if use_bias else None
+        self.kernel = nnx.Param(kernel_init(init.params_key(rngs), shape, param_dtype))
+        self.bias = nnx.Param(bias_init(init.params_key(rngs), (out_channels,), param_dtype)) if use_bias else None
 
     def _conv(self, op, x):
         b = self.bias[...] if self.bias is not None else None

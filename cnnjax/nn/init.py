@@ -32,8 +32,25 @@ MIN_DRAW = 4096
 TRUNCATED_STD = 0.87962566103423978
 
 
+def params_key(rngs: Any) -> jax.Array:
+    """``rngs.params()``, the next key of the ``params`` stream, with the stream's counter advanced eagerly.
+
+    Under ``nnx.eval_shape`` or ``jit`` the counter would otherwise become a tracer, and Flax's update of a
+    traced counter asks the tracer for its sharding, an error message whose cost grows with everything traced
+    so far: building a large model abstractly turned quadratic in its depth. The key itself stays traced
+    whenever the stream's key is, so the draws are not computed any earlier.
+    """
+    with jax.ensure_compile_time_eval():
+        return rngs.params()
+
+
+def _tracing() -> bool:
+    """Whether a transformation (jit, eval_shape, vmap) is tracing the caller: values made now are staged."""
+    return isinstance(jnp.zeros((), jnp.int8), jax.core.Tracer)
+
+
 def _host_ok(key: Any, dtype: Any, out_sharding: Any) -> bool:
-    return (out_sharding is None and not isinstance(key, jax.core.Tracer)
+    return (out_sharding is None and not isinstance(key, jax.core.Tracer) and not _tracing()
             and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
             and bool(jax.config.jax_threefry_partitionable))
 
@@ -99,7 +116,7 @@ def constant(value: float):
 
     def init(key: Any, shape: Sequence[int], dtype: Any = None, out_sharding: Any = None) -> jax.Array:
         dtype = jnp.dtype(dtype or jnp.float32)
-        if out_sharding is not None or isinstance(key, jax.core.Tracer):
+        if out_sharding is not None or isinstance(key, jax.core.Tracer) or _tracing():
             return jax.nn.initializers.constant(value, dtype)(key, shape, dtype, out_sharding=out_sharding)
         return jax.device_put(np.full(tuple(shape), value, dtype))
 
