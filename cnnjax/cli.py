@@ -53,7 +53,7 @@ def _run_config(run_dir: Path, parser: argparse.ArgumentParser, flag: str = ""):
 
     if not (run_dir / "config.json").exists():
         parser.error(f"{flag}{run_dir} is not a run directory (no config.json)")
-    return TrainConfig.load(run_dir / "config.json")
+    return TrainConfig.from_run_dir(run_dir)  # paths resolve against the folder given, not the one saved inside
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -192,7 +192,10 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     batches, model = make_batches(cfg)
     tx = make_optimizer(cfg, 1)
     _, eval_def, state = init_state(model, tx, cfg.seed)
-    state, _ = ckpt.restore(ckpt.manager(run_dir, cfg.keep_checkpoints), state, str(run_dir))
+    if not ckpt.has_checkpoint(run_dir):
+        raise ckpt.CheckpointError(f"no checkpoint found in {run_dir}/checkpoints")
+    with ckpt.manager(run_dir, cfg.keep_checkpoints) as mgr:  # read only: damaged steps are skipped, not moved
+        state, _ = ckpt.restore(mgr, state, str(run_dir))
     metrics = evaluate(make_eval_step(eval_def, objective=objective(cfg, model)), state["params"], state["rest"], batches.test_batches())
     print(json.dumps({"run_dir": str(run_dir), "step": int(state["step"]), **{f"test_{k}": v for k, v in metrics.items()}}))
     return 0
@@ -309,6 +312,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(prog: str) -> None:
+    """cnnjax's own warnings (a skipped damaged checkpoint) print as one ``PROG: warning: ...`` line."""
+    import warnings
+
+    from cnnjax.train.checkpoint import CheckpointWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CheckpointWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] in (["train"], ["eval"], ["sweep"], ["bench"], ["experiment"]):
@@ -335,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     from cnnjax.train import CheckpointError, TrainingError
 
     sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001 (argparse's own registry)
+    _one_line_warnings(f"cnnjax {args.command}")
     try:
         return {"train": _train, "eval": _eval, "sweep": _sweep}[args.command](args, sub)
     except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError) as e:

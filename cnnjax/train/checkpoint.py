@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,10 @@ from flax import nnx
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be restored: missing, truncated, or from another model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped for an older, intact one."""
 
 
 def _to_tree(state: dict) -> dict:
@@ -48,25 +58,97 @@ def save(mgr: ocp.CheckpointManager, state: dict, extra: dict[str, Any], step: i
     mid-save leaves no checkpoint that loads as valid.
     """
     step = int(state["step"]) if step is None else step
-    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state)), meta=ocp.args.JsonSave(extra)))
-    mgr.wait_until_finished()
-
-
-def restore(mgr: ocp.CheckpointManager, template: dict, where: str) -> tuple[dict, dict]:
-    """Restore the latest checkpoint into the structure of ``template``; ``(state, meta)``."""
-    step = mgr.latest_step()
-    if step is None:
-        raise CheckpointError(f"no checkpoint found in {where}/checkpoints")
-    target = jax.tree.map(np.asarray, _to_tree(template))
     try:
-        out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    except Exception as e:
+        mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state)), meta=ocp.args.JsonSave(extra)))
+        mgr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 (a full disk, a lost mount, permissions: all end the run the same way)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kept = mgr.latest_step()
         raise CheckpointError(
-            f"the checkpoint at step {step} in {where} could not be restored: it is truncated, corrupt, or from a "
-            f"different model/optimizer than this run's config ({type(e).__name__}: {first[:300]})"
+            f"could not save the checkpoint at step {step} in {mgr.directory} ({type(e).__name__}: {first[:200]}); "
+            f"stopping. " + (f"The last good checkpoint (step {kept}) is kept: free space and resume with --resume."
+                             if kept is not None else "No earlier checkpoint exists.")
         ) from None
+
+
+def restore(mgr: ocp.CheckpointManager, template: dict, where: str, *, set_aside: bool = False) -> tuple[dict, dict]:
+    """Restore the newest intact checkpoint into the structure of ``template``; ``(state, meta)``.
+
+    A checkpoint that cannot be read (truncated or missing files) is skipped with one warning naming it and the
+    step used instead; nothing is deleted. ``set_aside=True`` (a resume, which will save those steps again)
+    moves the damaged ones to ``checkpoints-damaged/`` in the run directory. A checkpoint that reads but does
+    not fit ``template`` (another model or optimizer) is an error, not skipped.
+    """
+    steps = sorted(mgr.all_steps(), reverse=True)
+    if not steps:
+        raise CheckpointError(f"no checkpoint found in {where}/checkpoints; start over without --resume")
+    target = jax.tree.map(np.asarray, _to_tree(template))
+    damaged: list[tuple[int, str]] = []
+    for step in steps:
+        try:
+            with _stderr_held_back() as failed:
+                try:
+                    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                                    meta=ocp.args.JsonRestore()))
+                except Exception:
+                    failed.append(True)
+                    raise
+        except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many kinds for unreadable files)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            damaged.append((step, f"{type(e).__name__}: {first[:200]}"))
+            continue
+        _check_fits(target, out["state"], step, where)
+        break
+    else:
+        raise CheckpointError(
+            f"no intact checkpoint in {where}/checkpoints (steps {', '.join(str(s) for s, _ in damaged)} are truncated or "
+            f"corrupt: {damaged[0][1]}); start the run over without --resume, into a new --run-dir"
+        )
+    if damaged:
+        skipped = ", ".join(str(s) for s, _ in damaged)
+        moved = ""
+        if set_aside:
+            aside = Path(mgr.directory).parent / "checkpoints-damaged"
+            aside.mkdir(exist_ok=True)
+            for s, _ in damaged:
+                shutil.move(str(Path(mgr.directory) / str(s)), str(aside / f"{s}-{time.strftime('%Y%m%d-%H%M%S')}"))
+            mgr.reload()
+            moved = f"; moved to {aside}"
+        warnings.warn(f"checkpoint step {skipped} in {where} cannot be restored ({damaged[0][1]}); using step {step} "
+                      f"instead{moved}", CheckpointWarning, stacklevel=2)
     tree = out["state"]
+    state = dict(template)
+    nnx.replace_by_pure_dict(state["params"], tree["params"])
+    nnx.replace_by_pure_dict(state["rest"], tree["rest"])
+    for key in ("opt_state", "step", "seed", "acc"):  # plain arrays: cast back to the template's dtypes
+        state[key] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template[key], tree[key])
+    return state, dict(out["meta"])
+
+
+@contextlib.contextmanager
+def _stderr_held_back():
+    """Hold back what is written to file descriptor 2 meanwhile; replay it unless the body appended to the list
+    it yields. A failed orbax restore leaves tensorstore reads in flight whose callbacks find orbax's event
+    loop closed, and each prints a traceback from a native thread, which says nothing the error does not."""
+    failed: list[bool] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield failed
+        finally:
+            if failed:
+                time.sleep(0.2)  # the reads still in flight finish into the held-back output
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                held.seek(0)
+                os.write(2, held.read())
+
+
+def _check_fits(target: Any, tree: Any, step: int, where: str) -> None:
     want, got = jax.tree_util.tree_flatten_with_path(target)[0], jax.tree_util.tree_flatten_with_path(tree)[0]
     mismatch = [
         jax.tree_util.keystr(p) for (p, a), (q, b) in zip(want, got) if p != q or np.shape(a) != np.shape(b)
@@ -77,9 +159,3 @@ def restore(mgr: ocp.CheckpointManager, template: dict, where: str) -> tuple[dic
             f"the checkpoint at step {step} in {where} is from a different model or optimizer than this run's "
             f"config: its parameters do not match (first difference: {detail})"
         )
-    state = dict(template)
-    nnx.replace_by_pure_dict(state["params"], tree["params"])
-    nnx.replace_by_pure_dict(state["rest"], tree["rest"])
-    for key in ("opt_state", "step", "seed", "acc"):  # plain arrays: cast back to the template's dtypes
-        state[key] = jax.tree.map(lambda t, v: jax.numpy.asarray(v, dtype=t.dtype), template[key], tree[key])
-    return state, dict(out["meta"])

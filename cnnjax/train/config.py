@@ -53,6 +53,12 @@ class TrainConfig:
         return cls.merge(cls(), json.loads(Path(path).read_text()))
 
     @classmethod
+    def from_run_dir(cls, run_dir: str | Path) -> "TrainConfig":
+        """The config saved in a run directory, with ``run_dir`` set to that folder as given, wherever the run was
+        made: a copied or moved run resumes where it now is, never in the folder it was copied from."""
+        return dataclasses.replace(cls.load(Path(run_dir) / "config.json"), run_dir=str(run_dir))
+
+    @classmethod
     def merge(cls, base: "TrainConfig", overrides: dict[str, Any]) -> "TrainConfig":
         """``base`` with ``overrides`` applied; unknown keys and wrong types are errors (OmegaConf checks them)."""
         merged = OmegaConf.merge(OmegaConf.structured(base), OmegaConf.create(overrides))

@@ -201,87 +201,93 @@ def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: 
         raise TrainingError("a multi-process run needs run_dir (--run-dir): one folder every process can reach")
     main = is_main_process()  # the only process that writes metrics, plots and the config
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg, members)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
-    if not resume:
-        main_only(lambda: checkpoint.clear(run_dir), "cnnjax-clear-checkpoints")
-    mgr = checkpoint.manager(run_dir, cfg.keep_checkpoints)
-    writer = MetricsWriter(run_dir, enabled=main and members is None)  # an ensemble writes history.jsonl
-    history: list[dict[str, Any]] = []
-    if resume:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"run_dir {run_dir} is a file, not a folder; choose another --run-dir")
+    if resume:  # checked before anything is written, so a failed resume leaves no trace
+        if not checkpoint.has_checkpoint(run_dir):
+            raise checkpoint.CheckpointError(f"no checkpoint found in {run_dir}/checkpoints; start over without --resume")
         if members is not None:
             saved = json.loads((run_dir / "members.json").read_text()) if (run_dir / "members.json").exists() else None
             if saved != member_records(members):
                 raise TrainingError(f"cannot resume {run_dir}: its members are {saved}, "
                                     f"this call asks for {member_records(members)}")
-        state, meta = checkpoint.restore(mgr, state, str(run_dir))
-        history = meta.get("history", [])
-        writer.rewrite(history)
-    else:
-        if main:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    if not resume:
+        main_only(lambda: checkpoint.clear(run_dir), "cnnjax-clear-checkpoints")
+    # closed on every path, a failed restore or save included: orbax's threads end with it
+    with checkpoint.manager(run_dir, cfg.keep_checkpoints) as mgr:
+        history: list[dict[str, Any]] = []
+        if resume:
+            state, meta = checkpoint.restore(mgr, state, str(run_dir), set_aside=True)
+            history = meta.get("history", [])
+        elif main:
             cfg.save(run_dir / "config.json")
             if members is not None:
                 (run_dir / "members.json").write_text(json.dumps(member_records(members)))
-        writer.rewrite([])
+        writer = MetricsWriter(run_dir, enabled=main and members is None)  # an ensemble writes history.jsonl
+        writer.rewrite(history)
 
-    state = jax.device_put(state, replicated)
-    step = start = int(np.ravel(state["step"])[0])
-    last_saved = step
-    k = 1 if members is None else len(members)
-    steps_per_epoch = batches.steps_per_epoch
-    desc = f"{cfg.model} on {cfg.dataset}" if members is None else f"{k} x {cfg.model} on {cfg.dataset}"
-    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=desc, unit="step")
-    t_start, examples, stopped = time.perf_counter(), 0, False
-
-    def record(epoch: int) -> None:
-        sums = _evaluation_sums(eval_step, state["params"], state["rest"], batches.test_batches())
-        elapsed = time.perf_counter() - t_start
-        row = {"step": step, "epoch": epoch, **_metrics(state["acc"], sums, members is not None),
-               "examples_per_s": examples / max(elapsed, 1e-9), "wall_s": elapsed}
-        history.append(row)
-        writer.append(row)
-        if members is None:
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
-
-    def save() -> None:
-        nonlocal last_saved
-        checkpoint.save(mgr, state, {"history": history}, step=step)
+        state = jax.device_put(state, replicated)
+        step = start = int(np.ravel(state["step"])[0])
+        if resume and main:
+            print(f"resumed from step {step} ({run_dir})", flush=True)
         last_saved = step
+        k = 1 if members is None else len(members)
+        steps_per_epoch = batches.steps_per_epoch
+        desc = f"{cfg.model} on {cfg.dataset}" if members is None else f"{k} x {cfg.model} on {cfg.dataset}"
+        bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=desc, unit="step")
+        t_start, examples, stopped = time.perf_counter(), 0, False
 
-    try:
-        while step < total:
-            epoch, i0 = divmod(step, steps_per_epoch)
-            if i0 == 0:  # mid-epoch resumes keep the restored accumulators; divergence is remembered
-                state["acc"] = {key: v if key == "first_bad_step" else jnp.zeros_like(v) for key, v in state["acc"].items()}
-            i_end = min(steps_per_epoch, i0 + total - step)
-            for i, args in enumerate(batches.epoch(epoch, i0, i_end), start=i0):
-                state = train_step(state, *args)
-                step += 1
-                if step % cfg.checkpoint_every == 0 and i + 1 < i_end:
+        def record(epoch: int) -> None:
+            sums = _evaluation_sums(eval_step, state["params"], state["rest"], batches.test_batches())
+            elapsed = time.perf_counter() - t_start
+            row = {"step": step, "epoch": epoch, **_metrics(state["acc"], sums, members is not None),
+                   "examples_per_s": examples / max(elapsed, 1e-9), "wall_s": elapsed}
+            history.append(row)
+            writer.append(row)
+            if members is None:
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+
+        def save() -> None:
+            nonlocal last_saved
+            checkpoint.save(mgr, state, {"history": history}, step=step)
+            last_saved = step
+
+        try:
+            while step < total:
+                epoch, i0 = divmod(step, steps_per_epoch)
+                if i0 == 0:  # mid-epoch resumes keep the restored accumulators; divergence is remembered
+                    state["acc"] = {key: v if key == "first_bad_step" else jnp.zeros_like(v) for key, v in state["acc"].items()}
+                i_end = min(steps_per_epoch, i0 + total - step)
+                for i, args in enumerate(batches.epoch(epoch, i0, i_end), start=i0):
+                    state = train_step(state, *args)
+                    step += 1
+                    if step % cfg.checkpoint_every == 0 and i + 1 < i_end:
+                        if stopped := not _healthy(state, members):
+                            break
+                        save()
+                examples += (step - (epoch * steps_per_epoch + i0)) * cfg.batch_size * k
+                bar.update(step - (epoch * steps_per_epoch + i0))
+                epoch_done = step == (epoch + 1) * steps_per_epoch
+                if stopped:
+                    break
+                if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or step >= total:
+                    if stopped := not _healthy(state, members):
+                        break
+                    record(epoch + 1)
+                if step % cfg.checkpoint_every == 0 and step < total and last_saved != step:
+                    # after the epoch's evaluation, so a resume from here does not lose that row
                     if stopped := not _healthy(state, members):
                         break
                     save()
-            examples += (step - (epoch * steps_per_epoch + i0)) * cfg.batch_size * k
-            bar.update(step - (epoch * steps_per_epoch + i0))
-            epoch_done = step == (epoch + 1) * steps_per_epoch
-            if stopped:
-                break
-            if (epoch_done and (epoch + 1) % cfg.eval_every == 0) or step >= total:
-                if stopped := not _healthy(state, members):
-                    break
-                record(epoch + 1)
-            if step % cfg.checkpoint_every == 0 and step < total and last_saved != step:
-                # after the epoch's evaluation, so a resume from here does not lose that row
-                if stopped := not _healthy(state, members):
-                    break
+            if not history or history[-1]["step"] != step:  # no steps asked for, or every member diverged
+                record(-(-step // max(steps_per_epoch, 1)))
+            if (last_saved != step or step == 0) and not stopped:  # an ensemble that fully diverged keeps its last good save
                 save()
-        if not history or history[-1]["step"] != step:  # no steps asked for, or every member diverged
-            record(-(-step // max(steps_per_epoch, 1)))
-        if (last_saved != step or step == 0) and not stopped:  # an ensemble that fully diverged keeps its last good save
-            save()
-    finally:
-        bar.close()
-        writer.close()
+        finally:
+            bar.close()
+            writer.close()
     if history and main and members is None:
         plot_curves(history, run_dir / "curves.png")
     return Training(run_dir, history, state, model, eval_def, start, time.perf_counter() - t_start)
