@@ -272,24 +272,79 @@ def _experiment(argv: list[str]) -> int:
     return importlib.import_module(f"experiments.{argv[0]}").main(argv[1:])
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with errors as one line that says where the help is, instead of the usage block first
+    (the studies' command lines use it too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+# --help groups for the train flags: (title, [(field, help)]); the choices and defaults are added when built
+_TRAIN_GROUPS = [
+    ("model", [("model", "zoo model"), ("task", "what is trained"), ("loss", "empty: the task's own, cross_entropy (segment: or dice; detect: yolo)")]),
+    ("data", [("dataset", "dataset (built offline when generated)"), ("data_dir", "where TFDS datasets live"),
+              ("augment", "on-device augmentations, comma-separated"), ("batch_size", "examples per step"),
+              ("stream", None)]),
+    ("optimisation", [("optimizer", "optax optimizer"), ("lr", "peak learning rate"), ("schedule", "learning-rate schedule"),
+                      ("warmup_steps", "warmup for warmup_cosine"), ("momentum", "for momentum/nesterov"),
+                      ("weight_decay", "L2 (decoupled for adamw)"), ("grad_clip", "global-norm clipping"),
+                      ("label_smoothing", "for cross-entropy"), ("compute_dtype", "bfloat16: mixed precision")]),
+    ("run", [("epochs", "passes over the training set"), ("steps", "total steps (overrides --epochs)"),
+             ("seed", "initialisation, data order and augmentation"), ("run_dir", "output folder (default: runs/NAME-TIME)"),
+             ("checkpoint_every", "steps between checkpoints"), ("keep_checkpoints", "checkpoints kept"),
+             ("eval_every", "epochs between test evaluations")]),
+]
+
+
+def _choices(field: str) -> list[str] | None:
+    from cnnjax import models
+    from cnnjax.data import AUGMENTATIONS, BUILDERS
+    from cnnjax.train import OPTIMIZERS, SCHEDULES
+    from cnnjax.train.step import COMPUTE_DTYPES
+    from cnnjax.train.tasks import TASKS
+
+    return {"model": models.list_models(), "task": list(TASKS), "optimizer": list(OPTIMIZERS), "schedule": list(SCHEDULES),
+            "compute_dtype": list(COMPUTE_DTYPES), "augment": list(AUGMENTATIONS),
+            "dataset": [*BUILDERS, "or any TFDS name with supervised keys"]}.get(field)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnjax", description="cnnjax: a JAX/Flax library for CNN research")
-    sub = parser.add_subparsers(dest="command")
-    train = sub.add_parser("train", help="train a zoo model (default: mnist1d_convbase on MNIST-1D, offline)")
-    for name, kind in _FLAGS.items():
-        train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
-    for name, text in _BOOL_FLAGS.items():
-        train.add_argument(f"--{name}", dest=name, action="store_const", const=True, default=None, help=text)
-    train.add_argument("--config", help="a YAML file or a Python file with get_config(); flags override it")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--seeds", type=int, default=None, help="train this many seeds (from --seed) as one vmapped ensemble")
-    train.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="sweep lr or weight_decay inside the ensemble")
-    hosts = train.add_argument_group("multi-process runs (jax.distributed): the same command in every process")
-    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, reachable from every process")
-    hosts.add_argument("--num-processes", type=int, help="how many processes take part")
-    hosts.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes-1")
-    hosts.add_argument("--distributed", action="store_true",
+    from cnnjax.train.config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = ArgumentParser(prog="cnnjax", description="cnnjax: a JAX/Flax library for CNN research")
+    sub = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
+    train = sub.add_parser("train", help="train a zoo model (default: mnist1d_convbase on MNIST-1D, offline)",
+                           description="Train a zoo model; every flag defaults to the main job's config.")
+    groups = {title: train.add_argument_group(title) for title, _ in _TRAIN_GROUPS}
+    for title, fields in _TRAIN_GROUPS:
+        group = groups[title]
+        for name, text in fields:
+            if name in _BOOL_FLAGS:
+                group.add_argument(f"--{name}", dest=name, action="store_const", const=True, default=None,
+                                   help=_BOOL_FLAGS[name])
+                continue
+            choices = _choices(name)
+            extra = f"; one of: {', '.join(choices)}" if choices else ""
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_FLAGS[name], default=None,
+                               metavar=name.upper(), help=f"{text} (default: {getattr(defaults, name)!r}{extra})")
+    group = groups["run"]
+    group.add_argument("--config", help="a YAML file or a Python file with get_config(); flags override it")
+    group.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    ens = train.add_argument_group("ensembles (one vmapped program)")
+    ens.add_argument("--seeds", type=int, default=None, help="train this many seeds (from --seed) as one vmapped ensemble")
+    ens.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="sweep lr or weight_decay inside the ensemble")
+    dist = train.add_argument_group("distributed")
+    dist.add_argument("--num-devices", dest="num_devices", type=int, default=None, metavar="N",
+                      help="data parallelism over this many local devices (default: all)")
+    dist.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="multi-process runs (the same command in every process): process 0's address")
+    dist.add_argument("--num-processes", type=int, help="how many processes take part")
+    dist.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes-1")
+    dist.add_argument("--distributed", action="store_true",
                        help="join a multi-process run found by JAX's cluster detection (SLURM, Open MPI, TPU pods)")
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the test split")
     ev.add_argument("run_dir")
@@ -359,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "eval": _eval, "sweep": _sweep}[args.command](args, sub)
     except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError) as e:
-        print(f"cnnjax {args.command}: error: {e}", file=sys.stderr)
+        print(f"cnnjax {args.command}: error: {' '.join(line.strip() for line in str(e).splitlines())}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad values caught by the config or the model builder
         print(f"cnnjax {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,7 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnnjax.train import group_stats  # noqa: E402
+from cnnjax.cli import ArgumentParser  # noqa: E402
+from cnnjax.data import DatasetNotFoundError  # noqa: E402
+from cnnjax.train import CheckpointError, TrainingError, group_stats  # noqa: E402
 from cnnjax.train.sweep import scalar, write_csv  # noqa: E402
 
 __all__ = ["Study", "main", "group_stats", "write_csv", "markdown_table", "bar_plot", "line_plot", "image_panels", "fmt"]
@@ -48,7 +52,7 @@ def main(module_file: str, doc: str, get_config: Callable[[bool], dict], run: Ca
     """
     name = Path(module_file).stem
     title = doc.strip().splitlines()[0]
-    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
+    parser = ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke version that runs in seconds (used by the tests)")
     parser.add_argument("--out", default=None, help=f"results folder (default: results/{name}, quick: results/{name}-quick)")
@@ -57,19 +61,28 @@ def main(module_file: str, doc: str, get_config: Callable[[bool], dict], run: Ca
                         help="override a top-level config value, e.g. --set dataset=cifar10")
     args = parser.parse_args(argv)
     out = Path(args.out or f"results/{name}{'-quick' if args.quick else ''}")
-    out.mkdir(parents=True, exist_ok=True)
     config = get_config(args.quick)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or key not in config:
             parser.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(config)}")
         config[key] = scalar(value)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    made = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)  # the top folder this call makes
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     study = Study(name, out, args.quick, config, not args.quiet)
     print(f"{name}{' (quick)' if args.quick else ''}: {title} -> {out}/")
     resumed = (out / "runs").exists()  # run_sweep reads finished cells back instead of training them
     t0 = time.perf_counter()
-    run(study)
+    try:
+        run(study)
+    except (DatasetNotFoundError, TrainingError, CheckpointError, ValueError) as e:
+        if made is not None:  # a study that could not start leaves no folder behind
+            shutil.rmtree(made, ignore_errors=True)
+        print(f"{parser.prog}: error: {' '.join(line.strip() for line in str(e).splitlines())}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     if resumed:
         trained = sum(json.loads(f.read_text()).get("wall_s", 0.0) for f in (out / "runs").rglob("summary.json"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -89,8 +90,8 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
         out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
     except Exception as e:
         raise TrainingError(
-            f"model {cfg.model!r} does not accept {cfg.dataset!r} inputs of shape {input_shape}: "
-            f"{str(e).strip().splitlines()[0][:200]}"
+            f"model {cfg.model!r} does not accept {cfg.dataset!r} inputs of shape {input_shape} "
+            f"({str(e).strip().splitlines()[0][:160]}); models that do: {', '.join(models_that_fit(cfg, input_shape, num_classes))}"
         ) from None
     try:
         want = (2, *tasks.expected_output(cfg.task, model, input_shape, num_classes))
@@ -100,9 +101,34 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
         hint = " (a 2-D model on 1-D data?)" if cfg.task == "classify" else f" for task {cfg.task!r}"
         raise TrainingError(
             f"model {cfg.model!r} does not fit {cfg.dataset!r} inputs of shape {input_shape}: a batch of 2 gives "
-            f"outputs {out.shape} instead of {want}{hint}"
+            f"outputs {out.shape} instead of {want}{hint}; models that do: "
+            f"{', '.join(models_that_fit(cfg, input_shape, num_classes))}"
         )
     return model
+
+
+def models_that_fit(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int, budget_s: float = 5.0) -> list[str]:
+    """The zoo models (with their default options) whose outputs fit the task for inputs of ``input_shape``:
+    each is built and run abstractly (``nnx.eval_shape``), so nothing is computed. The search stops after
+    ``budget_s`` seconds (deep models take a second each to trace), and the list then says so."""
+    fit_ = []
+    x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+    # the deep variants (resnet152, densenet201: the larger number in the name) last, as they take longest
+    names = sorted(models.list_models(), key=lambda n: (max(map(int, re.findall(r"\d+", n)), default=0), n))
+    deadline = time.perf_counter() + budget_s
+    for checked, name in enumerate(names):
+        if time.perf_counter() > deadline:
+            fit_.append(f"... (stopped after checking {checked} of {len(names)} models)")
+            break
+        try:
+            model = nnx.eval_shape(lambda name=name: models.create(name, num_classes=num_classes, in_channels=input_shape[-1]))
+            want = (2, *tasks.expected_output(cfg.task, model, input_shape, num_classes))
+            out = nnx.eval_shape(lambda m, x: m(x), model, x)
+        except Exception:  # noqa: BLE001 (any failure means: does not fit)
+            continue
+        if out.shape == want:
+            fit_.append(name)
+    return fit_ or ["none in the zoo"]
 
 
 def create_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nnx.Module:
