@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -86,13 +87,9 @@ def restore(mgr: ocp.CheckpointManager, template: dict, where: str, *, set_aside
     damaged: list[tuple[int, str]] = []
     for step in steps:
         try:
-            with _stderr_held_back() as failed:
-                try:
-                    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                                    meta=ocp.args.JsonRestore()))
-                except Exception:
-                    failed.append(True)
-                    raise
+            with _stderr_held_back():
+                out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                                meta=ocp.args.JsonRestore()))
         except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many kinds for unreadable files)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             damaged.append((step, f"{type(e).__name__}: {first[:200]}"))
@@ -127,25 +124,26 @@ def restore(mgr: ocp.CheckpointManager, template: dict, where: str, *, set_aside
 
 @contextlib.contextmanager
 def _stderr_held_back():
-    """Hold back what is written to file descriptor 2 meanwhile; replay it unless the body appended to the list
-    it yields. A failed orbax restore leaves tensorstore reads in flight whose callbacks find orbax's event
-    loop closed, and each prints a traceback from a native thread, which says nothing the error does not."""
-    failed: list[bool] = []
+    """Hold back what is written to file descriptor 2 meanwhile: replayed if the body succeeds, dropped if it
+    raises. A failed orbax restore leaves tensorstore reads in flight whose callbacks find orbax's event loop
+    closed, and asyncio tasks whose exceptions nobody retrieved; each prints a traceback (from a native thread,
+    or when the task is collected) that says nothing the error does not."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            yield failed
+            yield
+        except BaseException:
+            time.sleep(0.2)  # the reads still in flight finish into the held-back output
+            gc.collect()  # and the failed restore's asyncio tasks log "exception never retrieved" there, not later
+            raise
         finally:
-            if failed:
-                time.sleep(0.2)  # the reads still in flight finish into the held-back output
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            if not failed:
-                held.seek(0)
-                os.write(2, held.read())
+        held.seek(0)  # reached only when the body succeeded
+        os.write(2, held.read())
 
 
 def _check_fits(target: Any, tree: Any, step: int, where: str) -> None:

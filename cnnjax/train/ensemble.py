@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from cnnjax.train.config import TrainConfig
 from cnnjax.train.loop import train
 from cnnjax.train.members import member_grid
-from cnnjax.train.step import jit_step
+from cnnjax.train.step import finite_params, jit_step
 
 
 @dataclasses.dataclass
@@ -94,8 +93,7 @@ def fit_ensemble(
     run = train(cfg, grid, resume=resume, progress=progress)
     state, last = run.state, run.history[-1]  # the last row evaluates the final parameters
     acc = jax.device_get(state["acc"])
-    finite = np.logical_and.reduce([np.asarray(jnp.isfinite(x).reshape(len(grid), -1).all(-1))
-                                    for x in jax.tree.leaves(state["params"])])
+    finite = finite_params(state["params"], (len(grid),))
     rows = []
     for m, (seed, lr_, wd_) in enumerate(grid):
         bad = int(acc["first_bad_step"][m])

@@ -28,7 +28,7 @@ from cnnjax.train.metrics import MetricsWriter, plot_curves
 from cnnjax.train.optim import make_injectable_optimizer, make_optimizer
 from cnnjax.train.parallel import data_mesh, is_main_process, main_first, main_only
 from cnnjax.train import tasks
-from cnnjax.train.step import init_state, jit_step, make_eval_step, make_train_step
+from cnnjax.train.step import eval_graph_def, finite_params, init_state, jit_step, make_eval_step, make_train_step
 
 
 class TrainingError(RuntimeError):
@@ -213,7 +213,8 @@ def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: 
         eval_step = make_eval_step(eval_def, cfg.compute_dtype, objective=objective)
     else:
         tx = make_injectable_optimizer(cfg, total, decay=any(w != 0 for _, _, w in members))
-        train_def, eval_def, _ = init_state(model, tx, cfg.seed)
+        eval_def = eval_graph_def(model)
+        train_def = nnx.split(model, nnx.Param, ...)[0]
         classes = tasks.model_classes(cfg.task, batches.num_classes)
         create = lambda key: create_model(cfg, batches.input_shape, classes, rngs=nnx.Rngs(key))  # noqa: E731
         state = init_members(create, members, tx)
@@ -293,8 +294,9 @@ def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: 
                         if stopped := not _healthy(state, members):
                             break
                         save()
-                examples += (step - (epoch * steps_per_epoch + i0)) * cfg.batch_size * k
-                bar.update(step - (epoch * steps_per_epoch + i0))
+                done = step - (epoch * steps_per_epoch + i0)  # this epoch's steps (fewer if training stopped)
+                examples += done * cfg.batch_size * k
+                bar.update(done)
                 epoch_done = step == (epoch + 1) * steps_per_epoch
                 if stopped:
                     break
@@ -366,9 +368,7 @@ def _healthy(state: dict, members: Sequence[Member] | None) -> bool:
     """Whether training goes on: a single run whose loss or parameters became NaN/inf raises
     :class:`TrainingError`; an ensemble goes on while any member is finite."""
     first_bad = np.asarray(state["acc"]["first_bad_step"])
-    finite = np.logical_and.reduce([np.asarray(jnp.isfinite(x).reshape(first_bad.shape + (-1,)).all(-1))
-                                    for x in jax.tree.leaves(state["params"])])
-    ok = (first_bad < 0) & finite
+    ok = (first_bad < 0) & finite_params(state["params"], first_bad.shape)
     if members is not None:
         return bool(ok.any())
     if not ok:

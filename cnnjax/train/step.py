@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -54,13 +55,23 @@ class _TopLevelJit:
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -> tuple[Any, Any, dict]:
     """``(train_graphdef, eval_graphdef, state)``; ``state`` holds params, the rest (batch stats, RNG streams),
     the optimizer state, the step counter and the metric accumulators."""
-    model.train()
+    eval_def = eval_graph_def(model)
     train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    return train_def, eval_def, new_state(params, rest, tx, seed)
+
+
+def eval_graph_def(model: nnx.Module) -> Any:
+    """The graph definition of ``model`` in eval mode, split as ``(Param, rest)``; the model is left in train mode."""
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
     model.train()
-    state = new_state(params, rest, tx, seed)
-    return train_def, eval_def, state
+    return eval_def
+
+
+def finite_params(params: Any, members: tuple[int, ...] = ()) -> np.ndarray:
+    """Whether every parameter is finite: one bool, or one per member for parameters stacked ``(*members, ...)``."""
+    return np.logical_and.reduce([np.asarray(jnp.isfinite(x).reshape(members + (-1,)).all(-1))
+                                  for x in jax.tree.leaves(params)])
 
 
 def new_state(params: Any, rest: Any, tx: optax.GradientTransformation, seed: Any) -> dict:

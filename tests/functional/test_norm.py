@@ -1,8 +1,5 @@
 """Normalization: numpy formulas, PyTorch, explicit state, vmap/device-parallel batch norm."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -18,6 +15,7 @@ from cnnjax.functional import (
     layer_norm,
     local_response_norm,
 )
+from tests.devices import run_on_cpu_devices
 from tests.functional import reference as ref
 
 
@@ -152,8 +150,7 @@ def test_batch_norm_across_devices_equals_one_device():
         print("OK", len(y.sharding.device_set))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = run_on_cpu_devices(code, 4, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK 4" in out.stdout
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cnnjax.train import TrainConfig, TrainingError, fit, fit_ensemble
+from tests.devices import run_on_cpu_devices
 
 pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
 
@@ -111,8 +112,7 @@ def test_every_fit_option_works_for_ensembles_and_members_match_single_runs(tmp_
         print("OK")
         """
     ).replace("TMP", str(tmp_path))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    out = run_on_cpu_devices(code, 2, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "OK" in out.stdout
 

@@ -4,7 +4,6 @@ Grain (where each process reads only its half of every batch); only process 0 wr
 two-process run resumes exactly."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -15,16 +14,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.devices import forced_cpu_env
+
 pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
 
 TRAIN = ["--batch-size", "64", "--steps", "2", "--optimizer", "momentum", "--lr", "0.05", "--checkpoint-every", "1",
          "--quiet"]
 IN_MEMORY = ["--model", "resnet20", "--dataset", "digits"]  # batch norm: its statistics are all-reduced across processes
 STREAMED = ["--model", "mnist1d_convbase", "--dataset", "mnist1d", "--stream"]  # a smaller model: compiling dominates
-
-
-def _env(devices: int) -> dict:
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
 
 
 def _free_port() -> int:
@@ -45,7 +42,7 @@ def _two_processes(run_dir, extra, resume=False):
     port = _free_port()
     args = ["--resume", str(run_dir), "--quiet"] if resume else [*TRAIN, *extra, "--run-dir", str(run_dir)]
     cmd = [sys.executable, "-m", "cnnjax.cli", "train", *args, "--coordinator", f"localhost:{port}", "--num-processes", "2"]
-    procs = [subprocess.Popen([*cmd, "--process-id", str(i)], env=_env(2), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([*cmd, "--process-id", str(i)], env=forced_cpu_env(2), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -57,7 +54,7 @@ def _two_processes(run_dir, extra, resume=False):
 def test_two_processes_match_one_process_on_as_many_devices(tmp_path, extra):
     one = tmp_path / "one"
     out = subprocess.run([sys.executable, "-m", "cnnjax.cli", "train", *TRAIN, *extra, "--run-dir", str(one)],
-                         env=_env(4), capture_output=True, text=True, timeout=600)
+                         env=forced_cpu_env(4), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     two = tmp_path / "two"
     stdout = _two_processes(two, extra)
@@ -89,12 +86,12 @@ def test_two_processes_match_one_process_on_as_many_devices(tmp_path, extra):
 
 def test_bad_multiprocess_flags_are_one_line_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cnnjax.cli", "train", "--coordinator", "localhost:1", "--quiet"],
-                         env=_env(1), capture_output=True, text=True, timeout=120)
+                         env=forced_cpu_env(1), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "needs all of" in out.stderr and "--num-processes" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "cnnjax.cli", "train", "--coordinator", "localhost:1", "--num-processes",
-                          "2", "--process-id", "2"], env=_env(1), capture_output=True, text=True, timeout=120)
+                          "2", "--process-id", "2"], env=forced_cpu_env(1), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "process_id must be in [0, 2), got 2" in out.stderr
     out = subprocess.run([sys.executable, "-m", "cnnjax.cli", "train", "--seeds", "2", "--distributed"],
-                         env=_env(1), capture_output=True, text=True, timeout=120)
+                         env=forced_cpu_env(1), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "multi-process runs train a single model" in out.stderr

@@ -1,12 +1,11 @@
 """Data parallelism on 4 forced CPU devices: same result as one device (BatchNorm statistics included,
 since the model has BatchNorm), and the batch really sharded."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.devices import run_on_cpu_devices
 
 pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
 
@@ -74,7 +73,6 @@ def test_four_devices_match_one_device_and_shard_the_batch(tmp_path):
         print("OK")
         """
     ).replace("TMP", str(tmp_path))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = run_on_cpu_devices(code, 4, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "OK" in out.stdout
