@@ -12,7 +12,7 @@ import time
 
 from benchmarks.harness import in_fresh_process
 
-MODELS = ("resnet20", "resnet18", "resnet50", "densenet121", "densenet201")
+MODELS = ("resnet20", "resnet18", "resnet50", "densenet121", "densenet201", "inception_v3", "vgg16")
 KINDS = {"create": "models.create", "eval_shape": "nnx.eval_shape(models.create)", "torch": "torch constructor"}
 
 

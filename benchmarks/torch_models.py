@@ -145,6 +145,27 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def vgg16(num_classes=1000):
+    """torchvision's VGG-16 (138,357,544 params), initialised as torchvision does."""
+    layers, cin = [], 3
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = v
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True),
+                          nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, num_classes))
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 BUILDERS = {
     "mnist1d_cnn": mnist1d_cnn,
     "simple_cnn": simple_cnn,
@@ -152,6 +173,7 @@ BUILDERS = {
     "resnet18": lambda num_classes=10: ResNet(BasicBlock, (2, 2, 2, 2), num_classes),
     "resnet50": lambda num_classes=1000: ResNet(Bottleneck, (3, 4, 6, 3), num_classes),
     "unet": UNet,
+    "vgg16": vgg16,
 }
 
 

@@ -5,14 +5,19 @@ then compile an XLA program for every new shape (a truncated-normal draw and a m
 shape, a broadcast per bias shape), so a deep network compiled dozens of programs before its first
 step. These give the same values bit for bit:
 
-- a random draw comes from one compiled program per size in ``MIN_DRAW * 4**k``, shared by every
-  parameter whose size rounds up to it, and is cut to size and scaled on the host. JAX's default threefry keys are
-  counter-based ("partitionable"): element ``i`` of a draw depends only on the key and ``i``, so the
-  first ``n`` values of a longer flat draw are the draw of ``n`` values;
+- a random draw is computed in chunks of ``CHUNK`` values by one compiled program that takes the
+  chunk's offset and the scale, and is written into one host array. JAX's default threefry keys are
+  counter-based ("partitionable"): element ``i`` of a draw is ``threefry(key, i)`` pushed through
+  ``jax.random.truncated_normal``'s arithmetic, whatever the draw's size, so a chunk at offset ``o``
+  holds elements ``o .. o + CHUNK - 1`` of every draw from that key. The program repeats those
+  operations (``uniform``'s mantissa trick, ``erf_inv``, the clip), and tests check it against
+  ``jax.random.truncated_normal`` bit for bit;
 - constants are numpy arrays put on the device.
 
-Inside a trace (``jit``, ``nnx.eval_shape``, ``vmap``), for half-precision dtypes, with
-``out_sharding`` or where JAX's threefry is not partitionable, they call ``jax.nn.initializers``.
+Inside a trace (``jit``, ``nnx.eval_shape``, ``vmap``) a draw is the same program over all its chunks
+at once, so tracing a deep network traces it once rather than ``jax.random`` once per kernel shape.
+For half-precision dtypes, with ``out_sharding``, for other PRNGs or where JAX's threefry is not
+partitionable, they call ``jax.nn.initializers``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import math
 from typing import Any, Sequence
 
 import jax
+import jax.extend.core
+import jax.extend.random
 import jax.numpy as jnp
 import numpy as np
 
-#: The smallest draw: parameters up to this many elements share one program.
-MIN_DRAW = 4096
+#: Values per chunk: one compiled program serves every parameter; a small kernel still costs a whole
+#: chunk, about a millisecond.
+CHUNK = 1 << 17
 
 #: The standard deviation of a standard normal truncated to (-2, 2), as ``jax.nn.initializers`` divides by it.
 TRUNCATED_STD = 0.87962566103423978
@@ -44,33 +52,108 @@ def params_key(rngs: Any) -> jax.Array:
         return rngs.params()
 
 
+# The global stream of layers built without rngs=: plain Python numbers, not an nnx.Rngs, so that building a
+# layer inside nnx.eval_shape/jit never asks Flax to update state from outside the trace.
+_STREAM = {"seed": 0, "count": 0}
+
+
+def manual_seed(seed: int) -> None:
+    """Restart the stream that layers built without ``rngs=`` draw from, as ``torch.manual_seed`` does.
+
+    Only PyTorch's spellings (``nn.Conv2d(1, 6, 5)``, ``nn.BatchNorm2d``, ... in :mod:`cnnjax.nn.fixed_dims`)
+    and ``nn.Linear`` take ``rngs`` as optional; the stream starts at seed 0. Passing
+    ``rngs=nnx.Rngs(seed)`` is the JAX way, and touches no global state.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__} {seed!r}")
+    _STREAM.update(seed=seed, count=0)
+
+
+def layer_rngs(rngs: Any) -> Any:
+    """``rngs``, or for a layer built without one an ``nnx.Rngs`` keyed by the global stream's next key:
+    ``fold_in(key(seed), count)``, with ``seed`` from :func:`manual_seed` and ``count`` the layers so far."""
+    if rngs is not None:
+        return rngs
+    from flax import nnx
+
+    with jax.ensure_compile_time_eval():
+        key = jax.random.fold_in(jax.random.key(_STREAM["seed"]), _STREAM["count"])
+        _STREAM["count"] += 1
+        return nnx.Rngs(key)
+
+
 def _tracing() -> bool:
-    """Whether a transformation (jit, eval_shape, vmap) is tracing the caller: values made now are staged."""
-    return isinstance(jnp.zeros((), jnp.int8), jax.core.Tracer)
+    """Whether a transformation (jit, eval_shape, vmap) is tracing the caller: values made now are staged.
+
+    Asked of the current trace, not by making a value and looking at it, which cost a dispatch per
+    parameter when building eagerly. Should JAX rename its eager trace, every draw takes the traced
+    path: slower, with the same values.
+    """
+    return type(jax.extend.core.find_top_trace(())).__name__ != "EvalTrace"
 
 
 def _host_ok(key: Any, dtype: Any, out_sharding: Any) -> bool:
-    return (out_sharding is None and not isinstance(key, jax.core.Tracer) and not _tracing()
-            and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
-            and bool(jax.config.jax_threefry_partitionable))
+    return not isinstance(key, jax.core.Tracer) and not _tracing() and _chunks_ok(key, dtype, out_sharding)
+
+
+def _chunks_ok(key: Any, dtype: Any, out_sharding: Any) -> bool:
+    """Whether the chunk program gives ``jax.random.truncated_normal``'s values for ``key`` and ``dtype``."""
+    return (out_sharding is None and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+            and bool(jax.config.jax_threefry_partitionable) and _is_threefry(key))
+
+
+def _is_threefry(key: Any) -> bool:
+    """Whether ``key`` is one threefry key, typed or raw ``uint32[2]``."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.shape == () and str(jax.random.key_impl(key)) == "threefry2x32"
+    return key.shape == (2,) and key.dtype == jnp.uint32 and jax.config.jax_default_prng_impl == "threefry2x32"
 
 
 @functools.lru_cache(maxsize=None)
-def _truncated_normal_draw(size: int, dtype: np.dtype):
-    return jax.jit(lambda key: jax.random.truncated_normal(key, -2, 2, (size,), dtype))
+def _truncated_normal_chunk(dtype: np.dtype):
+    """``(key, offsets uint32[m], std) -> (m, CHUNK)``: row ``i`` holds elements ``offsets[i] ..`` of
+    ``jax.random.truncated_normal(key, -2, 2, (n,), dtype) * std`` for any ``n`` reaching them."""
+    finfo = jnp.finfo(dtype)
+    uint = {32: jnp.uint32, 64: jnp.uint64}[finfo.bits]
+    sqrt2 = np.array(np.sqrt(2), dtype)
+    lower, upper = np.array(-2, dtype), np.array(2, dtype)
+
+    def chunk(key: jax.Array, offset: jax.Array, std: jax.Array) -> jax.Array:
+        key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        counts = offset + jax.lax.iota(jnp.uint32, CHUNK)
+        bits1, bits2 = jax.extend.random.threefry2x32_p.bind(key_data[0], key_data[1], jnp.zeros_like(counts), counts)
+        if finfo.bits == 32:
+            bits = bits1 ^ bits2
+        else:
+            bits = jax.lax.shift_left(bits1.astype(uint), jnp.asarray(32, uint)) | bits2.astype(uint)
+        a = jax.lax.erf(lower / sqrt2)
+        b = jax.lax.erf(upper / sqrt2)
+        float_bits = jax.lax.shift_right_logical(bits, jnp.asarray(finfo.bits - finfo.nmant, uint))
+        float_bits = float_bits | jnp.asarray(np.array(1.0, dtype).view(uint), uint)
+        floats = jax.lax.bitcast_convert_type(float_bits, dtype) - jnp.asarray(1.0, dtype)
+        u = jax.lax.max(a, floats * (b - a) + a)
+        out = sqrt2 * jax.lax.erf_inv(u)
+        out = jnp.clip(out, jax.lax.nextafter(lower, np.array(np.inf, dtype)),
+                       jax.lax.nextafter(upper, np.array(-np.inf, dtype)))
+        return out * std
+
+    return jax.jit(jax.vmap(chunk, in_axes=(None, 0, None)))
 
 
-def draw_size(n: int) -> int:
-    """The size of the draw that ``n`` values are cut from: the least ``MIN_DRAW * 4**k >= n``."""
-    size = MIN_DRAW
-    while size < n:
-        size *= 4  # few programs to compile; at most 4x the values drawn, which takes milliseconds
-    return size
+def _draw(key: jax.Array, n: int, std: np.ndarray) -> np.ndarray:
+    """The ``n`` values of ``jax.random.truncated_normal(key, -2, 2, (n,), std.dtype) * std``, on the host."""
+    program, out = _truncated_normal_chunk(std.dtype), np.empty(n, std.dtype)
+    for offset in range(0, n, CHUNK):
+        out[offset:offset + CHUNK] = np.asarray(program(key, np.full(1, offset, np.uint32), std))[0, :n - offset]
+    return out
 
 
-def _draw(key: jax.Array, n: int, dtype: np.dtype) -> np.ndarray:
-    size = draw_size(n)
-    return np.asarray(_truncated_normal_draw(size, dtype)(key))[:n]
+def _traced_draw(key: jax.Array, n: int, std: np.ndarray) -> jax.Array:
+    """``_draw`` inside a trace: one call of the chunk program over all the chunks' offsets. Every
+    parameter with as many chunks reuses one trace, where ``jax.random`` traces anew for each shape,
+    which made ``nnx.eval_shape`` of a deep network pay for every kernel shape it had."""
+    offsets = jnp.arange(0, n, CHUNK, dtype=jnp.uint32)
+    return _truncated_normal_chunk(std.dtype)(key, offsets, std).reshape(-1)[:n]
 
 
 def variance_scaling_truncated(scale: float, in_axis: int = -2, out_axis: int = -1):
@@ -91,12 +174,14 @@ def variance_scaling_truncated(scale: float, in_axis: int = -2, out_axis: int = 
         dtype = jnp.dtype(dtype or jnp.float32)
         shape = tuple(int(s) for s in shape)
         n = math.prod(shape)
-        if len(shape) < 2 or n == 0 or not _host_ok(key, dtype, out_sharding):
+        if len(shape) < 2 or not 0 < n < 2**32 or not _chunks_ok(key, dtype, out_sharding):
             return reference(key, shape, dtype, out_sharding=out_sharding)
         fan_in = n / shape[out_axis]  # in_axis size times the receptive field
         variance = np.asarray(scale / fan_in, dtype)
         std = np.sqrt(variance) / np.asarray(TRUNCATED_STD, dtype)
-        return jax.device_put(_draw(key, n, dtype).reshape(shape) * std)
+        if isinstance(key, jax.core.Tracer) or _tracing():
+            return _traced_draw(key, n, std).reshape(shape)
+        return jax.device_put(_draw(key, n, std).reshape(shape), may_alias=True)  # the host copy is ours alone
 
     return init
 

@@ -12,8 +12,8 @@ from cnnjax import functional as F
 from cnnjax import models, nn
 from cnnjax.nn import init
 
-# 1-D, 2-D, 3-D kernels and dense matrices; sizes below, at and across draw sizes (4096, 16384, 65536)
-SHAPES = [(3, 1, 15), (1, 1, 256, 16), (3, 3, 64, 64), (3, 3, 3, 4, 8), (100, 10), (1, 4096), (3, 3, 128, 17)]
+# 1-D, 2-D, 3-D kernels and dense matrices; sizes below, at and across chunk boundaries (65536)
+SHAPES = [(3, 1, 15), (1, 1, 256, 16), (3, 3, 64, 64), (3, 3, 3, 4, 8), (100, 10), (1, 4096), (3, 3, 128, 17), (256, 256), (3, 3, 128, 128)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -48,9 +48,27 @@ def test_constants():
     assert init.zeros(None, (4,)).dtype == jnp.float32
 
 
-@pytest.mark.parametrize("n,size", [(1, 4096), (4096, 4096), (4097, 16384), (2_359_296, 4_194_304)])
-def test_draw_sizes_are_few(n, size):
-    assert init.draw_size(n) == size
+@pytest.mark.parametrize("n", [1, 1000, init.CHUNK - 1, init.CHUNK, init.CHUNK + 1, 3 * init.CHUNK + 5])
+@pytest.mark.parametrize("seed", [0, 12345])
+def test_a_chunked_draw_is_jax_s_truncated_normal_bit_for_bit(n, seed):
+    key = jax.random.key(seed)
+    want = jax.random.truncated_normal(key, -2, 2, (n,), jnp.float32)
+    np.testing.assert_array_equal(init._draw(key, n, np.float32(1)), want)
+
+
+def test_a_chunked_float64_draw_and_a_raw_key_equal_jax_too():
+    with jax.enable_x64(True):
+        key = jax.random.key(5)
+        want = jax.random.truncated_normal(key, -2, 2, (init.CHUNK + 7,), jnp.float64)
+        np.testing.assert_array_equal(init._draw(key, init.CHUNK + 7, np.float64(1)), want)
+    raw = jax.random.PRNGKey(9)
+    np.testing.assert_array_equal(init._draw(raw, 50, np.float32(1)),
+                                  jax.random.truncated_normal(raw, -2, 2, (50,), jnp.float32))
+
+
+def test_keys_of_another_prng_take_jax_s_path():
+    key = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(init.he_normal()(key, (3, 3, 4, 4)), jax.nn.initializers.he_normal()(key, (3, 3, 4, 4)))
 
 
 def test_a_zoo_model_and_a_conv_bn_stack_have_the_parameters_jax_s_initializers_give(monkeypatch):
