@@ -38,37 +38,64 @@ class Transition(nnx.Module):
         return F.avg_pool(self.conv(jax.nn.relu(self.norm(x))), (2, 2))
 
 
+class DenseBlock(nnx.Module):
+    """``n`` dense layers named ``denselayer1`` .. ``denselayerN``, as torchvision names them.
+
+    ``(..., H, W, cin) -> (..., H, W, cin + n * growth)``.
+    """
+
+    def __init__(self, n, cin, growth, bn_size, rngs):
+        self.num_layers = n
+        for j in range(n):
+            setattr(self, f"denselayer{j + 1}", DenseLayer(cin + j * growth, growth, bn_size, rngs))
+
+    def __call__(self, x):
+        for j in range(self.num_layers):
+            x = getattr(self, f"denselayer{j + 1}")(x)
+        return x
+
+
+class DenseFeatures(nnx.Module):
+    """torchvision's ``features``: ``conv0``, ``norm0``, ``denseblock1``, ``transition1``, .., ``denseblockN``, ``norm5``."""
+
+    def __init__(self, growth, block_config, num_init, in_channels, rngs, bn_size):
+        self.conv0 = nn.Conv(in_channels, num_init, (7, 7), stride=2, padding=3, use_bias=False, rngs=rngs)
+        self.norm0 = nn.BatchNorm(num_init)
+        self.num_blocks = len(block_config)
+        c = num_init
+        for i, n in enumerate(block_config):
+            setattr(self, f"denseblock{i + 1}", DenseBlock(n, c, growth, bn_size, rngs))
+            c += n * growth
+            if i != len(block_config) - 1:
+                setattr(self, f"transition{i + 1}", Transition(c, c // 2, rngs))
+                c //= 2
+        self.norm5 = nn.BatchNorm(c)
+        self.out_channels = c
+
+
 class DenseNet(Model):
-    """DenseNet-BC. ``features``: ``stem``, ``block1``..``block4`` (after each transition), ``pre_logits``."""
+    """DenseNet-BC with torchvision's module names (``features.denseblock1.denselayer1.conv1``, ..), so
+    :func:`cnnjax.models.load_torch_state_dict` takes a torchvision state dict as it is.
+
+    ``features``: ``stem``, ``block1``..``block4`` (after each transition), ``pre_logits``.
+    """
 
     head_path = ("classifier",)
 
     def __init__(self, growth, block_config, num_init, num_classes, in_channels, rngs, *, bn_size=4):
-        self.conv0 = nn.Conv(in_channels, num_init, (7, 7), stride=2, padding=3, use_bias=False, rngs=rngs)
-        self.norm0 = nn.BatchNorm(num_init)
-        c, blocks, transitions = num_init, [], []
-        for i, n in enumerate(block_config):
-            layers = []
-            for _ in range(n):
-                layers.append(DenseLayer(c, growth, bn_size, rngs))
-                c += growth
-            blocks.append(nnx.Sequential(*layers))
-            if i != len(block_config) - 1:
-                transitions.append(Transition(c, c // 2, rngs))
-                c //= 2
-        self.blocks, self.transitions = nnx.List(blocks), nnx.List(transitions)
-        self.norm5 = nn.BatchNorm(c)
-        self.classifier = nn.Linear(c, num_classes, rngs=rngs)
+        self.features = DenseFeatures(growth, block_config, num_init, in_channels, rngs, bn_size)
+        self.classifier = nn.Linear(self.features.out_channels, num_classes, rngs=rngs)
 
     def forward(self, x):
-        x = F.max_pool(jax.nn.relu(self.norm0(self.conv0(x))), (3, 3), 2, 1)
+        f = self.features
+        x = F.max_pool(jax.nn.relu(f.norm0(f.conv0(x))), (3, 3), 2, 1)
         features = {"stem": x}
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i < len(self.transitions):
-                x = self.transitions[i](x)
-            features[f"block{i + 1}"] = x
-        x = F.global_avg_pool(jax.nn.relu(self.norm5(x)), spatial_dims=2)
+        for i in range(1, f.num_blocks + 1):
+            x = getattr(f, f"denseblock{i}")(x)
+            if i < f.num_blocks:
+                x = getattr(f, f"transition{i}")(x)
+            features[f"block{i}"] = x
+        x = F.global_avg_pool(jax.nn.relu(f.norm5(x)), spatial_dims=2)
         features["pre_logits"] = x
         return self.classifier(x), features
 

@@ -144,12 +144,28 @@ _STAGES = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c
 class InceptionV3(Model):
     """Inception v3; 27,161,264 params at 1000 classes with the auxiliary head (23,834,568 without).
 
-    ``features``: ``stem``, each ``Mixed_*`` block, ``aux_logits`` (when the aux head exists), ``pre_logits``.
+    ``(N, H, W, C) -> (N, num_classes)`` for ``H, W >= 75`` (299 is the published size). As in torchvision,
+    the auxiliary head runs in training mode only, where it needs the 17x17 grid of a 299-pixel input;
+    after ``model.eval()`` any size from 75 up works.
+
+    ``features``: ``stem``, each ``Mixed_*`` block, ``aux_logits`` (training mode, with the aux head),
+    ``pre_logits``.
+
+    ``transform_input=True`` maps ImageNet-normalised inputs to the ``[-1, 1]`` scaling that Google's
+    weights were trained on, as torchvision's ``inception_v3(weights=...)`` does: set it when loading
+    those weights.
     """
 
     head_path = ("fc",)
 
-    def __init__(self, num_classes, in_channels, rngs, *, aux_logits=True, dropout=0.5):
+    def __init__(self, num_classes, in_channels, rngs, *, aux_logits=True, dropout=0.5, transform_input=False):
+        if transform_input and in_channels != 3:
+            raise ValueError(f"inception_v3: transform_input=True needs in_channels=3 (ImageNet's RGB statistics), "
+                             f"got in_channels={in_channels}")
+        self.transform_input = transform_input
+        # Flipped by model.train()/model.eval() (nnx sets ``deterministic`` on every module that has it),
+        # like torch's ``self.training``: the auxiliary head runs only while training.
+        self.deterministic = False
         self.Conv2d_1a_3x3 = BasicConv2d(in_channels, 32, 3, rngs, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3, rngs)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, rngs, padding=1)
@@ -171,6 +187,13 @@ class InceptionV3(Model):
         self.fc = nn.Linear(2048, num_classes, rngs=rngs)
 
     def forward(self, x):
+        if x.shape[-3] < 75 or x.shape[-2] < 75:
+            raise ValueError(f"inception_v3: input of {x.shape[-3]}x{x.shape[-2]} pixels (shape {tuple(x.shape)}); "
+                             "it needs at least 75x75 (299x299 as published)")
+        size = x.shape[-3:-1]
+        if self.transform_input:  # torchvision's: from ImageNet's mean/std to (x - 0.5) / 0.5 per channel
+            mean, std = jnp.asarray([0.485, 0.456, 0.406], x.dtype), jnp.asarray([0.229, 0.224, 0.225], x.dtype)
+            x = x * (std / 0.5) + (mean - 0.5) / 0.5
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = _pool_max(x)
         x = _pool_max(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
@@ -178,7 +201,12 @@ class InceptionV3(Model):
         for name in _STAGES:
             x = getattr(self, name)(x)
             features[name] = x
-            if name == "Mixed_6e" and self.AuxLogits is not None:
+            if name == "Mixed_6e" and self.AuxLogits is not None and not self.deterministic:
+                if x.shape[-3] < 17 or x.shape[-2] < 17:
+                    raise ValueError(
+                        f"inception_v3: in training mode the auxiliary head needs the 17x17 grid of a 299x299 input, "
+                        f"got {x.shape[-3]}x{x.shape[-2]} from a {size[0]}x{size[1]} input; "
+                        "call model.eval() for inference, or build it with aux_logits=False to train on smaller images")
                 features["aux_logits"] = self.AuxLogits(x)
         x = F.global_avg_pool(x, spatial_dims=2)
         features["pre_logits"] = x
@@ -187,6 +215,7 @@ class InceptionV3(Model):
 
 @register()
 def inception_v3(*, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True, dropout: float = 0.5,
-                 rngs: nnx.Rngs) -> InceptionV3:
-    """Inception v3 (torchvision's layout); the auxiliary logits come back in the features dict."""
-    return InceptionV3(num_classes, in_channels, rngs, aux_logits=aux_logits, dropout=dropout)
+                 transform_input: bool = False, rngs: nnx.Rngs) -> InceptionV3:
+    """Inception v3 (torchvision's layout); in training mode the auxiliary logits come back in the features dict."""
+    return InceptionV3(num_classes, in_channels, rngs, aux_logits=aux_logits, dropout=dropout,
+                       transform_input=transform_input)

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from cnnjax import models
+from cnnjax.models.densenet import DenseNet
 from cnnjax.models.resnet import BasicBlock, Bottleneck, ResNet
 from cnnjax.models.vgg import VGG
 from tests.functional import reference as ref
@@ -133,3 +134,38 @@ def test_mismatched_state_dict_is_a_clear_error(torch):
     model = ResNet(BasicBlock, (1, 1, 1, 1), 5, 3, nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"missing from the state dict: \['fc.weight'\] \| unexpected keys in the state dict: \['extra.weight'\]"):
         models.load_torch_state_dict(model, state)
+
+
+def test_densenet_takes_a_torchvision_state_dict_as_it_is(torch):
+    from tests.models.torchvision_twins import densenet
+
+    tnet = densenet(torch, growth=4, block_config=(2, 3), num_init=8, num_classes=5, bn_size=2)
+    with torch.no_grad():
+        _randomise_batchnorm(torch, tnet)
+    tnet.eval()
+    x = np.random.default_rng(2).normal(size=(2, 48, 40, 3))
+    with torch.no_grad():
+        expected = tnet(torch.tensor(ref.channels_first(x))).numpy()
+    model = DenseNet(4, (2, 3), 8, 5, 3, nnx.Rngs(0), bn_size=2)
+    models.load_torch_state_dict(model, tnet.state_dict())  # strict: every name matches torchvision's
+    assert "features.denseblock2.denselayer3.conv2.weight" in tnet.state_dict()
+    assert "features.denseblock2.denselayer3.conv2.kernel" in models.param_paths(model)
+    model.eval()
+    np.testing.assert_allclose(_forward(model, jnp.asarray(x, jnp.float32)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.integration
+def test_inception_v3_takes_a_torchvision_state_dict_and_matches_it_at_75_pixels(torch):
+    from tests.models.torchvision_twins import inception_v3
+
+    tnet = inception_v3(torch, num_classes=6, transform_input=True)
+    with torch.no_grad():
+        _randomise_batchnorm(torch, tnet)
+    tnet.eval()
+    x = np.random.default_rng(3).normal(size=(2, 75, 83, 3))
+    with torch.no_grad():
+        expected = tnet(torch.tensor(ref.channels_first(x))).numpy()
+    model = models.create("inception_v3", num_classes=6, transform_input=True)
+    models.load_torch_state_dict(model, tnet.state_dict())
+    model.eval()
+    np.testing.assert_allclose(_forward(model, jnp.asarray(x, jnp.float32)), expected, rtol=1e-3, atol=1e-3)

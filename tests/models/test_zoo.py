@@ -146,3 +146,20 @@ def test_same_seed_same_model():
     c = nnx.state(models.create("simple_cnn", seed=4), nnx.Param)
     assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     assert not all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def test_inception_runs_its_auxiliary_head_in_training_only_and_takes_75_pixels_in_eval():
+    model = abstract("inception_v3", num_classes=5)
+    x299, x75 = jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32), jax.ShapeDtypeStruct((2, 75, 90, 3), jnp.float32)
+    _, features = nnx.eval_shape(lambda m, x: m(x, return_features=True), model, x299)
+    assert features["aux_logits"].shape == (1, 5)
+    with pytest.raises(ValueError, match=r"inception_v3: in training mode the auxiliary head needs the 17x17 grid.*"
+                                         r"got 7x7 from a 150x150 input; call model.eval\(\)"):
+        nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 150, 150, 3), jnp.float32))
+    model.eval()
+    logits, features = nnx.eval_shape(lambda m, x: m(x, return_features=True), model, x75)
+    assert logits.shape == (2, 5) and "aux_logits" not in features
+    with pytest.raises(ValueError, match=r"inception_v3: input of 74x80 pixels .* at least 75x75"):
+        nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 74, 80, 3), jnp.float32))
+    with pytest.raises(ValueError, match="transform_input=True needs in_channels=3"):
+        models.create("inception_v3", in_channels=1, transform_input=True)
