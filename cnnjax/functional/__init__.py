@@ -2,7 +2,8 @@
 
 No state and no Flax: every function jits, vmaps and differentiates. The kernel's
 rank (conv) or the length of a window/size tuple (pooling, resizing) fixes the number
-of spatial dims, so 1-D, 2-D and 3-D go through the same functions.
+of spatial dims, so 1-D, 2-D and 3-D go through the same functions. PyTorch's dimension-specific spellings
+(``conv2d``, ``max_pool2d``, ``pad2d``, ...) fix the rank, so bare ints work as they do there.
 
 Each op's body is its ``lax`` maths; faster implementations (the CPU backend's native kernels,
 say) are asked for at one point, :mod:`cnnjax.functional.dispatch`, and live in
@@ -22,6 +23,23 @@ from cnnjax.functional.conv import (
 from cnnjax.functional import dispatch, utils
 from cnnjax.functional.dispatch import compiler_options, conv_strategy
 from cnnjax.functional.dropout import dropout
+from cnnjax.functional.fixed_dims import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool3d,
+    avg_pool1d,
+    avg_pool2d,
+    avg_pool3d,
+    conv1d,
+    conv2d,
+    conv3d,
+    max_pool1d,
+    max_pool2d,
+    max_pool3d,
+    pad1d,
+    pad2d,
+    pad3d,
+)
 from cnnjax.functional.group import (
     act_regular,
     group_batch_norm,
@@ -57,14 +75,23 @@ from cnnjax.functional.upsample import pixel_shuffle, pixel_unshuffle, resize, u
 __all__ = [
     "act_regular",
     "adaptive_avg_pool",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
     "adaptive_max_pool",
     "aps_pool",
     "avg_pool",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
     "batch_norm",
     "binomial_filter",
     "blur_pool",
     "compiler_options",
     "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
     "conv_output_size",
     "conv_param_count",
     "conv_strategy",
@@ -89,9 +116,15 @@ __all__ = [
     "local_response_norm",
     "lp_pool",
     "max_pool",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
     "max_pool_with_indices",
     "max_unpool",
     "pad",
+    "pad1d",
+    "pad2d",
+    "pad3d",
     "pixel_shuffle",
     "pixel_unshuffle",
     "polyphase_components",

@@ -59,7 +59,9 @@ def spatial_rank(fn: str, *candidates: tuple[str, Any], spatial_dims: int | None
     names = ", ".join(n for n, _ in candidates)
     raise ValueError(
         f"{fn}: cannot tell the number of spatial dims: {names} are all ints. "
-        f"Pass a tuple (e.g. {candidates[0][0]}=(2, 2) for 2-D) or spatial_dims=1|2|3."
+        f"Pass a tuple (e.g. {candidates[0][0]}=(2, 2) for 2-D) or spatial_dims=1|2|3, or use the "
+        f"dimension-specific forms, where ints work as in PyTorch (F.max_pool2d, F.conv2d, F.pad2d, nn.Conv2d, "
+        f"nn.MaxPool2d, ...)."
     )
 
 

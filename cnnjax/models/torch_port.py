@@ -22,9 +22,14 @@ _LEAF = {
 }
 
 
+def _leaf_names(module: nnx.Module) -> dict[str, str]:
+    """cnnjax leaf name -> torch's, for ``module``'s class or the nearest base in ``_LEAF`` (``nn.Conv2d`` is a ``Conv``)."""
+    return next((_LEAF[cls] for cls in type(module).__mro__ if cls in _LEAF), {})
+
+
 def _torch_key(path: tuple, leaf: str, module: nnx.Module) -> str:
     parts = [str(p) for p in path if p != "layers"]
-    return ".".join(parts + [_LEAF[type(module)][leaf]])
+    return ".".join(parts + [_leaf_names(module)[leaf]])
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -75,7 +80,7 @@ def load_torch_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, s
         if not isinstance(node, nnx.Variable) or not path or path[:-1] not in modules:
             continue
         module = modules[path[:-1]]
-        if type(module) not in _LEAF or path[-1] not in _LEAF[type(module)]:
+        if path[-1] not in _leaf_names(module):
             continue
         key = _torch_key(path[:-1], path[-1], module)
         if key not in remaining:

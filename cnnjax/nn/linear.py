@@ -14,6 +14,8 @@ class Linear(nnx.Linear):
     whose default initializers, LeCun normal and zeros, come from :mod:`cnnjax.nn.init`.
 
     ``(*batch, in_features) -> (*batch, out_features)``; ``kernel`` is ``(in_features, out_features)``.
+    Without ``rngs=`` it draws from the global stream that :func:`cnnjax.nn.manual_seed` seeds, as PyTorch's
+    ``nn.Linear(784, 120)`` does.
 
     Example:
       >>> Linear(3, 4, rngs=nnx.Rngs(0))(jnp.ones((2, 3))).shape
@@ -21,6 +23,6 @@ class Linear(nnx.Linear):
     """
 
     def __init__(self, in_features: int, out_features: int, *, kernel_init: Any = None, bias_init: Any = None,
-                 **kwargs: Any):
+                 rngs: nnx.Rngs | None = None, **kwargs: Any):
         super().__init__(in_features, out_features, kernel_init=kernel_init or init.lecun_normal(),
-                         bias_init=bias_init or init.zeros, **kwargs)
+                         bias_init=bias_init or init.zeros, rngs=init.layer_rngs(rngs), **kwargs)

@@ -86,15 +86,25 @@ class Dropout(nnx.Module):
 class Flatten(nnx.Module):
     """Flatten the last ``num_dims`` axes (spatial dims and channels). ``(*batch, *spatial, C) -> (*batch, prod)``.
 
+    ``Flatten()`` keeps the first axis and flattens the rest, as PyTorch's ``nn.Flatten()`` does; the
+    order is channels-last ``(H, W, C)``, not PyTorch's ``(C, H, W)``.
+
     Example:
       >>> Flatten(3)(jnp.ones((8, 4, 4, 16))).shape
       (8, 256)
+      >>> Flatten()(jnp.ones((8, 4, 4, 16))).shape
+      (8, 256)
     """
 
-    def __init__(self, num_dims: int):
+    def __init__(self, num_dims: int | None = None):
+        if num_dims is not None and (not isinstance(num_dims, int) or isinstance(num_dims, bool) or num_dims < 1):
+            raise ValueError(f"Flatten: num_dims must be a positive int or None (all axes but the first), "
+                             f"got num_dims={num_dims!r}")
         self.num_dims = num_dims
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.num_dims is None:
+            return x.reshape(x.shape[:1] + (-1,))
         if x.ndim < self.num_dims:
             raise ValueError(f"Flatten: x has {x.ndim} dims, fewer than num_dims={self.num_dims}: x.shape={x.shape}")
         return x.reshape(x.shape[: x.ndim - self.num_dims] + (-1,))
