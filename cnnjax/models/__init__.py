@@ -1,4 +1,5 @@
-"""The model zoo: ``create(name, ...)``, ``list_models()``, PyTorch weight loading and transfer learning.
+"""The model zoo: ``create(name, ...)``, ``list_models()``, PyTorch weight loading, porting any PyTorch CNN
+(``from_torch``) and transfer learning.
 
 Every model takes channels-last input, returns logits, and with ``return_features=True``
 also returns a dict of named intermediate feature maps.
@@ -6,8 +7,10 @@ also returns a dict of named intermediate feature maps.
 
 from cnnjax.models import densenet, gcnn, inception, resnet, segmentation, small, vgg, yolo  # noqa: F401  (registers)
 from cnnjax.models.base import Model
+from cnnjax.models.from_torch import TorchPort, from_torch
 from cnnjax.models.registry import create, list_models, register
 from cnnjax.models.torch_port import load_torch_state_dict
 from cnnjax.models.transfer import freeze, param_paths, replace_head
 
-__all__ = ["Model", "create", "freeze", "list_models", "load_torch_state_dict", "param_paths", "register", "replace_head"]
+__all__ = ["Model", "TorchPort", "create", "freeze", "from_torch", "list_models", "load_torch_state_dict", "param_paths",
+           "register", "replace_head"]
