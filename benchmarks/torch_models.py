@@ -1,6 +1,7 @@
 """PyTorch twins of the benchmarked zoo models, built layer for layer like cnnjax's (same parameter counts).
 
-Only imported when torch is installed; torchvision is not needed (its ResNets are rebuilt here).
+Only imported when torch is installed; torchvision is needed only for the modern families (EfficientNet,
+MobileNetV3, ConvNeXt), whose rows are left out without it.
 """
 
 from __future__ import annotations
@@ -166,6 +167,17 @@ def vgg16(num_classes=1000):
     return model
 
 
+def _torchvision(name):
+    """torchvision's own model, for the families not rebuilt here; ImportError where torchvision is absent."""
+
+    def build(num_classes=1000):
+        import torchvision
+
+        return getattr(torchvision.models, name)(num_classes=num_classes)
+
+    return build
+
+
 BUILDERS = {
     "mnist1d_cnn": mnist1d_cnn,
     "simple_cnn": simple_cnn,
@@ -174,6 +186,9 @@ BUILDERS = {
     "resnet50": lambda num_classes=1000: ResNet(Bottleneck, (3, 4, 6, 3), num_classes),
     "unet": UNet,
     "vgg16": vgg16,
+    "efficientnet_b0": _torchvision("efficientnet_b0"),
+    "mobilenet_v3_large": _torchvision("mobilenet_v3_large"),
+    "convnext_tiny": _torchvision("convnext_tiny"),
 }
 
 

@@ -64,6 +64,13 @@ def workloads(backend: str, quick: bool = False) -> list[Workload]:
         Workload(f"ResNet-50 224x224 training step, batch {r50_batch}", "resnet50", (224, 224, 3), r50_batch, 1000),
         Workload(f"U-Net 64x64, batch {32 if gpu else 4}, forward+backward", "unet", (64, 64, 1), 32 if gpu else 4, 2,
                  segmentation=True),
+        # the modern families' depthwise and grouped convs; PyTorch side: torchvision's models, where installed
+        Workload(f"EfficientNet-B0 224x224 forward, batch {r50_batch}", "efficientnet_b0", (224, 224, 3), r50_batch, 1000,
+                 train=False),
+        Workload(f"MobileNetV3-Large 224x224 forward, batch {r50_batch}", "mobilenet_v3_large", (224, 224, 3), r50_batch,
+                 1000, train=False),
+        Workload(f"ConvNeXt-T 224x224 forward, batch {r50_batch}", "convnext_tiny", (224, 224, 3), r50_batch, 1000,
+                 train=False),
     ]
 
 
@@ -144,8 +151,11 @@ def compiled_stats(fn, *args) -> dict:
     return out
 
 
-def flax_runner(w: Workload) -> tuple[Callable, Callable, dict]:
-    """The Flax twin in the straightforward NNX loop: ``nnx.Optimizer`` and an ``nnx.jit`` step per batch."""
+def flax_runner(w: Workload) -> tuple[Callable, Callable, dict] | None:
+    """The Flax twin in the straightforward NNX loop: ``nnx.Optimizer`` and an ``nnx.jit`` step per batch; None
+    for the models without one."""
+    if w.model not in flax_models.BUILDERS:
+        return None
     model = flax_models.BUILDERS[w.model](w.num_classes, rngs=nnx.Rngs(0))
     x_np, y_np = _data(w)
     xs = [jnp.asarray(x_np[i * w.batch:(i + 1) * w.batch]) for i in range(4)]
@@ -181,10 +191,11 @@ def torch_runner(w: Workload, device: str = "cpu", bf16: bool = False,
         import torch.nn.functional as tf
 
         from benchmarks import torch_models
-    except ImportError:
+
+        torch.manual_seed(0)
+        model = torch_models.BUILDERS[w.model](num_classes=w.num_classes).to(device)
+    except (ImportError, KeyError):  # no torch, no twin, or a torchvision twin without torchvision
         return None
-    torch.manual_seed(0)
-    model = torch_models.BUILDERS[w.model](num_classes=w.num_classes).to(device)
     two_d = len(w.input_shape) == 3
     fmt = torch.channels_last if two_d else torch.contiguous_format
     model = model.to(memory_format=fmt)

@@ -362,9 +362,33 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("experiment", help="run a study from experiments/ (a source checkout): NAME [--quick]",
                         add_help=False)
     ex.add_argument("args", nargs=argparse.REMAINDER)
+    cw = sub.add_parser("convert-weights", help="load a .pth/.safetensors file into a zoo model and write it as an "
+                                                "orbax folder (models.create(name, weights=OUT) reads it, no torch needed)")
+    cw.add_argument("input", help="a torchvision/timm .pth, .pt or .safetensors file you have (nothing is downloaded)")
+    cw.add_argument("output", help="the folder to write (must not exist)")
+    cw.add_argument("--model", required=True, help="the zoo model the weights belong to, e.g. resnet50")
+    cw.add_argument("--num-classes", type=int, default=1000, help="the file's classifier size (default: 1000)")
+    cw.add_argument("--in-channels", type=int, default=3, help="input channels (default: 3)")
     info = sub.add_parser("info", help="versions, devices, the backends' status and which kernel each op family uses")
     info.add_argument("--build", action="store_true", help="compile the oneDNN CPU kernels now (again, after a failure)")
     return parser
+
+
+def _convert_weights(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``cnnjax convert-weights IN OUT --model NAME``: a PyTorch/safetensors file to an orbax weights folder."""
+    import jax
+    from flax import nnx
+
+    from cnnjax import models
+
+    if args.model not in models.list_models():
+        parser.error(f"unknown --model {args.model!r}; choose from: {', '.join(models.list_models())}")
+    model = models.create(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                          weights=args.input)
+    out = models.save_weights(model, args.output)
+    print(f"wrote {args.model} ({sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters) "
+          f"to {out}; load it with models.create({args.model!r}, num_classes={args.num_classes}, weights={str(out)!r})")
+    return 0
 
 
 def _one_line_warnings(prog: str) -> None:
@@ -412,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001 (argparse's own registry)
     _one_line_warnings(f"cnnjax {args.command}")
     try:
-        return {"train": _train, "eval": _eval, "sweep": _sweep}[args.command](args, sub)
-    except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError) as e:
+        return {"train": _train, "eval": _eval, "sweep": _sweep, "convert-weights": _convert_weights}[args.command](args, sub)
+    except (DatasetNotFoundError, CheckpointError, TrainingError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"cnnjax {args.command}: error: {' '.join(line.strip() for line in str(e).splitlines())}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad values caught by the config or the model builder

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnjax import cli
+from cnnjax import cli, models
 
 pytestmark = pytest.mark.integration  # subprocesses and end-to-end runs: pytest -m integration
 
@@ -19,7 +19,7 @@ def test_cnnjax_lists_what_exists():
     out = _run()
     assert out.returncode == 0, out.stderr
     assert "cnnjax.functional: act_regular, adaptive_avg_pool" in out.stdout
-    assert "cnnjax.models (37): alexnet" in out.stdout
+    assert f"cnnjax.models ({len(models.list_models())}): alexnet" in out.stdout
     assert "cnnjax.equivariance: assert_equivariant" in out.stdout
     assert "cnnjax.detection: average_precision, batched_nms" in out.stdout and "cnnjax.viz: apply_filter_bank" in out.stdout
     assert "cnnjax train" in out.stdout

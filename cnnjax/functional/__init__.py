@@ -22,7 +22,7 @@ from cnnjax.functional.conv import (
 )
 from cnnjax.functional import dispatch, utils
 from cnnjax.functional.dispatch import compiler_options, conv_strategy
-from cnnjax.functional.dropout import dropout
+from cnnjax.functional.dropout import drop_path, dropout
 from cnnjax.functional.fixed_dims import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -58,6 +58,7 @@ from cnnjax.functional.norm import (
     local_response_norm,
 )
 from cnnjax.functional.padding import pad
+from cnnjax.functional.shuffle import channel_shuffle
 from cnnjax.functional.pool import (
     adaptive_avg_pool,
     adaptive_max_pool,
@@ -87,6 +88,7 @@ __all__ = [
     "batch_norm",
     "binomial_filter",
     "blur_pool",
+    "channel_shuffle",
     "compiler_options",
     "conv",
     "conv1d",
@@ -99,6 +101,7 @@ __all__ = [
     "conv_transpose_output_size",
     "convolve",
     "dispatch",
+    "drop_path",
     "dropout",
     "filters",
     "fold",

@@ -47,3 +47,39 @@ def dropout(x, rate: float, key: Any, *, deterministic: bool = False, broadcast_
     mask_shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
     keep = jax.random.bernoulli(key, 1.0 - rate, mask_shape)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
+def drop_path(x, rate: float, key: Any, *, mode: str = "row", deterministic: bool = False):
+    """Stochastic depth (Huang et al. 2016), as torchvision's ``stochastic_depth``: drop whole examples of
+    a residual branch with probability ``rate`` and scale the kept ones by ``1 / (1 - rate)``.
+
+    Args:
+      x: ``(N, ...)``, a residual branch's output before it is added to the shortcut.
+      rate: drop probability in ``[0, 1]``.
+      key: a ``jax.random`` key (unused when ``deterministic``).
+      mode: ``"row"`` drops each example on its own; ``"batch"`` drops the whole batch at once.
+      deterministic: return ``x`` unchanged (evaluation).
+
+    Returns:
+      Same shape and dtype as ``x``.
+
+    Example:
+      >>> y = drop_path(jnp.ones((1000, 3)), 0.5, jax.random.key(0))
+      >>> sorted(set(y[:, 0].tolist())), bool((y == y[:, :1]).all())
+      ([0.0, 2.0], True)
+    """
+    fn = "drop_path"
+    x = jnp.asarray(x)
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{fn}: rate must be a number in [0, 1], got rate={rate!r}")
+    if mode not in ("row", "batch"):
+        raise ValueError(f"{fn}: mode must be 'row' or 'batch', got mode={mode!r}")
+    if x.ndim == 0:
+        raise ValueError(f"{fn}: x must have a batch axis, got a scalar")
+    if deterministic or rate == 0.0:
+        return x
+    if rate == 1.0:
+        return jnp.zeros_like(x)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1) if mode == "row" else (1,) * x.ndim
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)

@@ -5,12 +5,16 @@ Every model takes channels-last input, returns logits, and with ``return_feature
 also returns a dict of named intermediate feature maps.
 """
 
-from cnnjax.models import densenet, gcnn, inception, resnet, segmentation, small, vgg, yolo  # noqa: F401  (registers)
+from cnnjax.models import (  # noqa: F401  (registers)
+    convnext, densenet, efficientnet, gcnn, googlenet, inception, mobilenet, resnet, segmentation, shufflenet, small,
+    regnet, squeezenet, vgg, yolo,
+)
 from cnnjax.models.base import Model
 from cnnjax.models.from_torch import TorchPort, from_torch
 from cnnjax.models.registry import create, list_models, register
 from cnnjax.models.torch_port import load_torch_state_dict
 from cnnjax.models.transfer import freeze, param_paths, replace_head
+from cnnjax.models.weights import load_weights, read_state_dict, save_weights
 
-__all__ = ["Model", "TorchPort", "create", "freeze", "from_torch", "list_models", "load_torch_state_dict", "param_paths",
-           "register", "replace_head"]
+__all__ = ["Model", "TorchPort", "create", "freeze", "from_torch", "list_models", "load_torch_state_dict", "load_weights",
+           "param_paths", "read_state_dict", "register", "replace_head", "save_weights"]

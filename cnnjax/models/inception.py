@@ -24,6 +24,13 @@ class BasicConv2d(nnx.Module):
         return jax.nn.relu(self.bn(self.conv(x)))
 
 
+def transform_imagenet_input(x):
+    """torchvision's ``transform_input``: ImageNet-normalised RGB ``(..., 3)`` to the ``(x - 0.5) / 0.5`` scaling
+    of Google's Inception and GoogLeNet weights."""
+    mean, std = jnp.asarray([0.485, 0.456, 0.406], x.dtype), jnp.asarray([0.229, 0.224, 0.225], x.dtype)
+    return x * (std / 0.5) + (mean - 0.5) / 0.5
+
+
 def _pool_avg(x):
     return F.avg_pool(x, (3, 3), 1, 1)
 
@@ -191,9 +198,8 @@ class InceptionV3(Model):
             raise ValueError(f"inception_v3: input of {x.shape[-3]}x{x.shape[-2]} pixels (shape {tuple(x.shape)}); "
                              "it needs at least 75x75 (299x299 as published)")
         size = x.shape[-3:-1]
-        if self.transform_input:  # torchvision's: from ImageNet's mean/std to (x - 0.5) / 0.5 per channel
-            mean, std = jnp.asarray([0.485, 0.456, 0.406], x.dtype), jnp.asarray([0.229, 0.224, 0.225], x.dtype)
-            x = x * (std / 0.5) + (mean - 0.5) / 0.5
+        if self.transform_input:
+            x = transform_imagenet_input(x)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = _pool_max(x)
         x = _pool_max(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))

@@ -39,14 +39,18 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, **options: Any) -> nnx.Module:
+def create(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, weights: Any = None, **options: Any) -> nnx.Module:
     """Build a zoo model by name.
 
     Args:
       name: one of :func:`list_models`.
       rngs: ``nnx.Rngs`` for initialisation; defaults to ``nnx.Rngs(seed)``.
       seed: used when ``rngs`` is not given.
-      **options: ``num_classes``, ``in_channels`` and the model's own options.
+      weights: a path to load after building: a torchvision/timm ``.pth`` file (read with
+        ``torch.load(weights_only=True)``), a ``.safetensors`` file, or a folder written by
+        ``cnnjax convert-weights``. Nothing is downloaded. See :func:`cnnjax.models.weights.load_weights`.
+      **options: ``num_classes``, ``in_channels`` and the model's own options (``num_classes`` must be the
+        file's: build with it, then :func:`cnnjax.models.replace_head` for a new task).
 
     Returns:
       The model, in training mode. Call ``model(x)`` for logits, or
@@ -69,4 +73,9 @@ def create(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, **options:
     if rngs is None:
         with jax.ensure_compile_time_eval():  # a concrete key stream even under eval_shape: see nn.init.params_key
             rngs = nnx.Rngs(seed)
-    return builder(rngs=rngs, **options)
+    model = builder(rngs=rngs, **options)
+    if weights is not None:
+        from cnnjax.models.weights import load_weights  # reads torch/safetensors/orbax only when asked
+
+        load_weights(model, weights)
+    return model

@@ -19,6 +19,8 @@ _LEAF = {
     nn.ConvTranspose: {"kernel": "weight", "bias": "bias"},
     nnx.Linear: {"kernel": "weight", "bias": "bias"},
     nn.Linear: {"kernel": "weight", "bias": "bias"},
+    nn.LayerNorm: {"scale": "weight", "bias": "bias"},
+    nn.LayerScale: {"scale": ""},  # a bare parameter in torch (ConvNeXt's ``layer_scale``), (C, 1, 1) there
 }
 
 
@@ -29,7 +31,8 @@ def _leaf_names(module: nnx.Module) -> dict[str, str]:
 
 def _torch_key(path: tuple, leaf: str, module: nnx.Module) -> str:
     parts = [str(p) for p in path if p != "layers"]
-    return ".".join(parts + [_leaf_names(module)[leaf]])
+    name = _leaf_names(module)[leaf]
+    return ".".join(parts + [name] if name else parts)
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -39,6 +42,8 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 
 def _convert(value: np.ndarray, module: nnx.Module, leaf: str, chw: tuple[int, ...] | None) -> np.ndarray:
+    if isinstance(module, nn.LayerScale):
+        return value.reshape(-1)  # (C, 1, 1) -> (C,)
     if leaf != "kernel":
         return value
     if isinstance(module, nn.Conv):  # (O, I/g, *k) -> (*k, I/g, O)

@@ -31,7 +31,8 @@ from cnnjax.nn.fixed_dims import (
     MaxPool3d,
 )
 from cnnjax.nn.init import manual_seed
-from cnnjax.nn.misc import Dropout, Flatten, Identity, PixelShuffle, Upsample
+from cnnjax.nn.excitation import SqueezeExcitation
+from cnnjax.nn.misc import Dropout, Flatten, Identity, LayerScale, PixelShuffle, StochasticDepth, Upsample
 from cnnjax.nn.linear import Linear
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
@@ -73,6 +74,7 @@ __all__ = [
     "Identity",
     "InstanceNorm",
     "LayerNorm",
+    "LayerScale",
     "LiftingConv",
     "Linear",
     "LocalResponseNorm",
@@ -84,6 +86,8 @@ __all__ = [
     "NORM_KINDS",
     "PixelShuffle",
     "Sequential",
+    "SqueezeExcitation",
+    "StochasticDepth",
     "Subsample",
     "Upsample",
     "default_bias_init",

@@ -52,6 +52,14 @@ def params_key(rngs: Any) -> jax.Array:
         return rngs.params()
 
 
+def dropout_stream(rngs: Any) -> Any:
+    """``rngs.dropout.fork()``, a layer's own stream of dropout keys, forked eagerly for the reason
+    :func:`params_key` gives: a network with a Dropout or StochasticDepth per block built quadratically slowly
+    under ``nnx.eval_shape``."""
+    with jax.ensure_compile_time_eval():
+        return rngs.dropout.fork()
+
+
 # The global stream of layers built without rngs=: plain Python numbers, not an nnx.Rngs, so that building a
 # layer inside nnx.eval_shape/jit never asks Flax to update state from outside the trace.
 _STREAM = {"seed": 0, "count": 0}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
+from cnnjax.nn import init
 
 
 class Upsample(nnx.Module):
@@ -71,7 +73,7 @@ class Dropout(nnx.Module):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1], got rate={rate!r}")
         self.rate, self.broadcast_dims, self.deterministic = rate, tuple(broadcast_dims), deterministic
-        self.rngs = rngs.dropout.fork() if rngs is not None else None
+        self.rngs = init.dropout_stream(rngs) if rngs is not None else None
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         if self.deterministic or self.rate == 0.0:
@@ -120,3 +122,53 @@ class Identity(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x
+
+
+class StochasticDepth(nnx.Module):
+    """Stochastic depth on a residual branch (torchvision's ``StochasticDepth``); active in ``model.train()``.
+
+    ``(N, ...) -> same``: see :func:`cnnjax.functional.drop_path` for ``rate`` and ``mode`` ("row" or "batch").
+    Keys come from the ``dropout`` stream of ``rngs`` (its ``default`` stream when it has none).
+
+    Example:
+      >>> sd = StochasticDepth(0.2, "row", rngs=nnx.Rngs(0))
+      >>> sd.eval(); bool((sd(jnp.ones((4, 3))) == 1).all())
+      True
+    """
+
+    def __init__(self, rate: float, mode: str = "row", *, deterministic: bool = False, rngs: nnx.Rngs | None = None):
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"StochasticDepth: rate must be in [0, 1], got rate={rate!r}")
+        if mode not in ("row", "batch"):
+            raise ValueError(f"StochasticDepth: mode must be 'row' or 'batch', got mode={mode!r}")
+        self.rate, self.mode, self.deterministic = rate, mode, deterministic
+        self.rngs = init.dropout_stream(rngs) if rngs is not None and rate > 0 else None
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        if key is None:
+            if self.rngs is None:
+                raise ValueError("StochasticDepth: in training mode it needs rngs=nnx.Rngs(...) at construction or "
+                                 "key= at call")
+            key = self.rngs()
+        return F.drop_path(x, self.rate, key, mode=self.mode)
+
+
+class LayerScale(nnx.Module):
+    """Per-channel learned scale of a residual branch (Touvron et al. 2021; ConvNeXt's ``layer_scale``).
+
+    ``(*batch, *spatial, C) -> same``: ``x * scale`` with ``scale`` ``(C,)`` starting at ``init_value``.
+
+    Example:
+      >>> LayerScale(4, 0.5)(jnp.ones((2, 3, 3, 4)))[0, 0, 0].tolist()
+      [0.5, 0.5, 0.5, 0.5]
+    """
+
+    def __init__(self, dim: int, init_value: float = 1e-6, *, param_dtype: Any = jnp.float32):
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"LayerScale: dim must be a positive int, got dim={dim!r}")
+        self.scale = nnx.Param(jnp.full((dim,), init_value, param_dtype))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x * self.scale[...]

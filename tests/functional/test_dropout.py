@@ -41,3 +41,23 @@ def test_dropout_errors():
         dropout(jnp.ones(3), 1.5, jax.random.key(0))
     with pytest.raises(ValueError, match=r"dropout: broadcast_dims=\(3,\) out of range for x.shape=\(3,\)"):
         dropout(jnp.ones(3), 0.5, jax.random.key(0), broadcast_dims=(3,))
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_drop_path_drops_whole_rows_or_the_whole_batch_and_rescales(rate):
+    from cnnjax.functional import drop_path
+
+    x = jnp.ones((4000, 3, 2))
+    y = jax.jit(lambda v, k: drop_path(v, rate, k))(x, jax.random.key(1))
+    rows = np.asarray(y).reshape(4000, -1)
+    assert (rows == rows[:, :1]).all()  # one decision per example
+    kept = rows[:, 0] != 0
+    assert abs(kept.mean() - (1 - rate)) < 0.03
+    np.testing.assert_allclose(rows[kept, 0], 1 / (1 - rate), rtol=1e-6)
+    batch = np.asarray(drop_path(x, rate, jax.random.key(2), mode="batch"))
+    assert len(set(batch.ravel().tolist())) == 1  # all kept or all dropped
+    np.testing.assert_array_equal(drop_path(x, rate, None, deterministic=True), x)
+    with pytest.raises(ValueError, match="drop_path: mode must be 'row' or 'batch', got mode='col'"):
+        drop_path(x, rate, jax.random.key(0), mode="col")
+    with pytest.raises(ValueError, match=r"drop_path: rate must be a number in \[0, 1\], got rate=1.5"):
+        drop_path(x, 1.5, jax.random.key(0))

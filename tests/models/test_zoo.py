@@ -35,6 +35,23 @@ PARAM_COUNTS = {
     "inception_v3": 27_161_264,
     "unet": 31_036_546, "fcn": 11_769_814, "yolo_v1": 3_945_278,
     "p4cnn": 21_940, "z2cnn": 22_270, "digits_cnn": 15_338,
+    # the modern families, torchvision's counts (GoogLeNet's with its two auxiliary heads, as its constructor builds)
+    "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272, "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696, "googlenet": 13_004_888, "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,
+    "mobilenet_v2": 3_504_872, "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
+    "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604, "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960, "efficientnet_v2_s": 21_458_488,
+    "efficientnet_v2_m": 54_139_356, "efficientnet_v2_l": 118_515_272,
+    "convnext_tiny": 28_589_128, "convnext_small": 50_223_688, "convnext_base": 88_591_464,
+    "convnext_large": 197_767_336,
+    "regnet_x_400mf": 5_495_976, "regnet_x_800mf": 7_259_656, "regnet_x_1_6gf": 9_190_136, "regnet_x_3_2gf": 15_296_552,
+    "regnet_x_8gf": 39_572_648, "regnet_x_16gf": 54_278_536, "regnet_x_32gf": 107_811_560,
+    "regnet_y_400mf": 4_344_144, "regnet_y_800mf": 6_432_512, "regnet_y_1_6gf": 11_202_430,
+    "regnet_y_3_2gf": 19_436_338, "regnet_y_8gf": 39_381_472, "regnet_y_16gf": 83_590_140,
+    "regnet_y_32gf": 145_046_770, "regnet_y_128gf": 644_812_894,
 }
 
 
@@ -89,6 +106,10 @@ def test_small_models_forward_batched_unbatched_and_features(name):
         ("densenet121", (1, 64, 64, 3), (1, 5)), ("inception_v3", (1, 299, 299, 3), (1, 5)),
         ("unet", (1, 36, 36, 1), (1, 36, 36, 5)), ("fcn", (1, 64, 64, 3), (1, 64, 64, 5)),
         ("yolo_v1", (1, 448, 448, 3), (1, 7, 7, 15)),
+        ("mobilenet_v3_small", (1, 64, 64, 3), (1, 5)), ("efficientnet_b0", (1, 64, 64, 3), (1, 5)),
+        ("convnext_tiny", (1, 64, 64, 3), (1, 5)), ("regnet_y_400mf", (1, 64, 64, 3), (1, 5)),
+        ("shufflenet_v2_x0_5", (1, 64, 64, 3), (1, 5)), ("squeezenet1_1", (1, 64, 64, 3), (1, 5)),
+        ("googlenet", (1, 64, 64, 3), (1, 5)), ("efficientnet_v2_s", (1, 64, 64, 3), (1, 5)),
     ],
 )
 def test_large_models_output_shapes(name, shape, out):
