@@ -12,7 +12,8 @@ from cnnjax.inspect import count_params
 
 
 @pytest.mark.parametrize("name, in_channels, expected", [("mnist1d_cnn", 1, 2_050), ("simple_cnn", 1, 106_154),
-                                                          ("resnet20", 3, 269_722), ("vgg16", 3, 138_357_544)])
+                                                          ("resnet20", 3, 269_722),
+                                                          pytest.param("vgg16", 3, 138_357_544, marks=pytest.mark.integration)])
 def test_torch_twins_have_the_zoo_models_parameter_counts(torch, name, in_channels, expected):
     from benchmarks import torch_models
 

@@ -139,8 +139,7 @@ def _convert_layer(torch: Any, name: str, m: Any, rngs: Any) -> nnx.Module | Non
         if type(m) is getattr(tnn, f"BatchNorm{n}d"):
             if m.momentum is None or not m.track_running_stats:
                 return None
-            layer = nn.BatchNorm(m.num_features, momentum=1.0 - m.momentum, eps=m.eps, use_scale=m.affine,
-                                 use_bias=m.affine)
+            layer = getattr(nn, f"BatchNorm{n}d")(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
             if m.affine:
                 layer.scale[...], layer.bias[...] = array(m.weight), array(m.bias)
             layer.mean[...], layer.var[...] = array(m.running_mean), array(m.running_var)

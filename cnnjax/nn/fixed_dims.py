@@ -146,13 +146,23 @@ def _batch_norm(n: int) -> type:
 
         def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
             _check_rank(self, x, n, allow_flat=n == 1)
-            return super().__call__(x, use_running_average)
+            training = not (self.use_running_average if use_running_average is None else use_running_average)
+            old = self.var[...]
+            y = super().__call__(x, use_running_average)
+            count = x.size // x.shape[-1]
+            if training and self.axis_name is None and count > 1:
+                # PyTorch keeps the unbiased batch variance in the running average, where BatchNorm (Flax's
+                # convention) keeps the biased one: rescale the batch's share of the update by count / (count - 1)
+                m = self.momentum
+                self.var[...] = m * old + (self.var[...] - m * old) * (count / (count - 1))
+            return y
 
     BatchNormNd.__name__ = BatchNormNd.__qualname__ = f"BatchNorm{n}d"
     BatchNormNd.__doc__ = (
         f"``torch.nn.BatchNorm{n}d(num_features, eps=1e-5, momentum=0.1, affine=True)``, channels-last "
         f"``(*batch, {_DIMS[n]}, C)``{' or (N, C)' if n == 1 else ''}. ``momentum`` is PyTorch's (the new batch's "
-        f"weight); :class:`BatchNorm` takes Flax's, ``1 - momentum``.")
+        f"weight); :class:`BatchNorm` takes Flax's, ``1 - momentum``. As in PyTorch, the running variance averages "
+        f"the unbiased batch variance (BatchNorm's, Flax's, the biased one).")
     return BatchNormNd
 
 

@@ -13,6 +13,7 @@ def _batch(n=16, size=8):
     return jnp.asarray(np.random.default_rng(0).normal(size=(n, size, size, 2)), jnp.float32)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_circular_translation_is_a_roll_per_example():
     x = _batch()
     y = translate(jax.random.key(0), x, max_shift=3, mode="circular")

@@ -6,6 +6,7 @@ import pytest
 from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_mnist1d_is_make_dataset_with_default_args():
     from mnist1d.data import get_dataset_args, make_dataset
 

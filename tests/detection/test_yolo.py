@@ -41,6 +41,7 @@ def test_loss_matches_reference(rng):
     assert np.all(np.isfinite(grads)) and np.abs(grads).sum() > 0
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_loss_is_zero_for_a_perfect_prediction():
     s, b, c = 2, 2, 3
     target = np.asarray(yolo_targets(np.array([[0, 0, 8, 6]], np.float32), np.array([1]), s, 16))

@@ -2,11 +2,13 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cnnjax.equivariance import group_action, layerwise_equivariance, shift
 from cnnjax.models import create
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_resnet_aps_is_exact_at_every_layer_and_the_table_and_plot_render(rng, tmp_path):
     model = create("resnet20", padding_mode="circular", downsample="aps")
     x = jnp.asarray(rng.normal(size=(2, 16, 16, 3)), jnp.float32)
@@ -21,6 +23,7 @@ def test_resnet_aps_is_exact_at_every_layer_and_the_table_and_plot_render(rng, t
     assert (tmp_path / "depth.png").stat().st_size > 1000
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_strided_zero_padded_cnn_loses_invariance_with_depth(rng):
     model = create("mnist1d_cnn")
     x = jnp.asarray(rng.normal(size=(8, 40, 1)), jnp.float32)
@@ -29,6 +32,7 @@ def test_strided_zero_padded_cnn_loses_invariance_with_depth(rng):
     assert [r.stride for r in rows[:3]] == [(2,), (4,), (10,)]
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_p4cnn_group_maps_with_per_layer_out_transforms(rng):
     model = create("p4cnn", depth=3, padding=1)
     model.eval()

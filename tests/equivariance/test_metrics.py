@@ -53,6 +53,7 @@ def test_non_circular_padding_passes_only_inside_the_masked_interior(rng, mode):
         assert float(equivariance_error(f, x, t, mask="border").max()) < 1e-6
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_group_equivariance_and_invariance_errors(rng):
     w = jnp.asarray(rng.normal(size=(3, 3, 1, 2)), jnp.float32)
     lift = lambda x: F.lifting_conv(x, w, group="p4m", padding=1)  # noqa: E731
@@ -89,6 +90,7 @@ def test_consistency_is_one_for_invariant_functions_and_lower_otherwise(rng):
     assert float(consistency(lambda a: a[:, 0], x, max_shift=5, key=key, spatial_dims=1)) < 0.6
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_metrics_accept_modules_without_touching_batch_stats(rng):
     from cnnjax.models import create
 

@@ -24,6 +24,7 @@ def test_shift_matches_numpy_roll_and_zero_fill(rng, n):
         np.testing.assert_allclose(zero[p], ref, rtol=1e-6)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_subpixel_shifts_are_exact_at_whole_pixels_and_compose(rng):
     x = jnp.asarray(rng.normal(size=(2, 12, 10, 3)), jnp.float32)
     for method, mode in [("fft", "circular"), ("linear", "circular"), ("linear", "zeros")]:

@@ -201,6 +201,7 @@ _PER_EXAMPLE = {  # name: (cnnjax call, its reference on (2, 5, 4, 6) inputs wit
 }
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @pytest.mark.parametrize("name", sorted(_PER_EXAMPLE))
 def test_per_example_norm_derivatives_equal_the_formulas(rng, name):
     from jax.test_util import check_grads

@@ -186,6 +186,7 @@ def _assert_bit_equal_with_derivatives(f_fast, f_ref, x, rng, grad_rtol=0.0):
     np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(f_fast))(x[None]))[0], np.asarray(y))
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @pytest.mark.parametrize("shape, window", TILED)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_tiled_max_pool_equals_reduce_window_with_ties(rng, shape, window, dtype):

@@ -93,6 +93,7 @@ def test_conv_properties_over_random_geometry(g):
     np.testing.assert_allclose(f(x[0]), y[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @given(geometry, st.sampled_from(["max", "avg", "lp"]), st.booleans())
 def test_pool_properties_over_random_geometry(g, kind, ceil_mode):
     n, k = g["n"], g["k"] + 1

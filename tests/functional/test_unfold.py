@@ -51,6 +51,7 @@ def test_fold_matches_torch(torch, rng):
     np.testing.assert_allclose(out, ref.channels_last(expected.numpy()), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @given(
     st.integers(1, 3), st.integers(3, 7), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2),
     st.integers(1, 2), st.sampled_from(["zeros", "circular", "reflect", "replicate"]), st.integers(0, 2**31 - 1),

@@ -93,6 +93,7 @@ def test_the_lectures_models_port_exactly(torch, name):
     assert "fc1.kernel" in models.param_paths(port)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_sequential_batch_norm_dropout_concat_and_pools_in_both_modes(torch):
     tnn, F = torch.nn, torch.nn.functional
 
@@ -126,6 +127,7 @@ def test_sequential_batch_norm_dropout_concat_and_pools_in_both_modes(torch):
     port = models.from_torch(net)
     _compare(torch, net, x, port, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(port.layers["features"]["1"].mean[...], net.features[1].running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(port.layers["features"]["1"].var[...], net.features[1].running_var.numpy(), rtol=1e-5, atol=1e-6)
     grads = nnx.grad(lambda m: m(jnp.ones((2, 11, 13, 3))).sum())(port)
     assert jax.tree.leaves(grads)
 

@@ -41,6 +41,7 @@ def _circular_aps(name, **kw):
     return models.create(name, padding_mode="circular", downsample="aps", **kw)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @pytest.mark.parametrize("name,shape", [("resnet20", (4, 16, 16, 3)), ("mnist1d_cnn", (8, 40, 1))])
 def test_circular_aps_networks_are_exactly_shift_invariant(rng, name, shape):
     one_d = {"head": "global", "padding": "same"} if name.startswith("mnist1d") else {}
@@ -71,6 +72,7 @@ def test_aps_network_stays_consistent_after_training():
     assert float(invariance_error(model, x, shift([1, 3, 5], spatial_dims=1)).max()) < 1e-5
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_blur_improves_shift_consistency_over_strides_at_init(rng):
     x = jnp.asarray(rng.normal(size=(256, 40, 1)), jnp.float32)
     key = jax.random.key(0)

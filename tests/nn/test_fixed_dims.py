@@ -59,6 +59,7 @@ def test_bad_inputs_and_options_name_the_layer():
 
 def test_they_equal_torch_layers_and_load_their_state_dict(torch):
     tnn = torch.nn
+    torch.manual_seed(0)
     tnet = tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.BatchNorm2d(8, momentum=0.3), tnn.ReLU(), tnn.MaxPool2d(2, 2),
                           tnn.AvgPool2d(3, 1, 1, count_include_pad=False), tnn.ConvTranspose2d(8, 4, 2, 2),
                           tnn.AdaptiveAvgPool2d(3))
@@ -72,6 +73,7 @@ def test_they_equal_torch_layers_and_load_their_state_dict(torch):
         train_out = tnet(xt).numpy()  # training mode: batch statistics, and the running ones move by momentum 0.3
     np.testing.assert_allclose(ours(jnp.asarray(x, jnp.float32)), ref.channels_last(train_out), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ours.layers[1].mean[...], tnet[1].running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.layers[1].var[...], tnet[1].running_var.numpy(), rtol=1e-5, atol=1e-6)  # unbiased
     tnet.eval(), ours.eval()
     with torch.no_grad():
         eval_out = tnet(xt).numpy()

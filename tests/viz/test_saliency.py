@@ -40,6 +40,7 @@ def test_vanilla_gradient_matches_finite_differences(rng, cnn):
         assert (f(x + e) - f(x - e)) / 2e-3 == pytest.approx(g[idx], rel=2e-2, abs=2e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_batched_equals_one_by_one_and_jit_equals_eager(rng, cnn):
     x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
     t = np.array([0, 3, 3, 9])
@@ -51,6 +52,7 @@ def test_batched_equals_one_by_one_and_jit_equals_eager(rng, cnn):
         np.testing.assert_allclose(batch, single, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_smoothgrad_averages_noisy_gradients(rng, logistic, cnn):
     x = rng.normal(size=(2, 40, 1)).astype(np.float32)
     np.testing.assert_allclose(smoothgrad(logistic, x, 5), vanilla_gradient(logistic, x, 5), rtol=1e-5)  # linear: no change
@@ -92,6 +94,7 @@ def test_grad_cam_equals_cam_for_a_global_pool_head(rng):
     assert grad_cam(net, x, 3, layer="feat").shape == (2, 6, 6)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_dense_outputs_sum_the_class_logits(rng):
     unet = models.create("unet", num_classes=3, in_channels=1, depth=1, width=4, seed=0)
     x = rng.normal(size=(2, 8, 8, 1)).astype(np.float32)

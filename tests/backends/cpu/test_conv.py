@@ -195,6 +195,7 @@ def test_taps_equals_lax_for_small_dense_convs(xs, ws, kw):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_dense_taps_is_one_fused_sum_in_any_precision():
     from jax.test_util import check_grads
 
@@ -211,6 +212,7 @@ def test_dense_taps_is_one_fused_sum_in_any_precision():
         check_grads(jax.jit(lambda x, w: conv(x, w, stride=2, strategy="taps")), (x, w), order=2, modes=("rev", "fwd"), eps=1e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_taps_jit_vmap_bfloat16_and_finite_differences():
     from jax.test_util import check_grads
 
@@ -227,6 +229,7 @@ def test_taps_jit_vmap_bfloat16_and_finite_differences():
                     modes=("rev", "fwd"), eps=1e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @pytest.mark.parametrize("chunk_images", [1, 2, 5])
 def test_taps_kernel_gradient_over_batch_chunks_equals_lax(monkeypatch, chunk_images):
     # the chunk is the largest divisor of N whose inputs fit TAPS_CHUNK_BYTES (here 1, 2 and 5 of 10 images)

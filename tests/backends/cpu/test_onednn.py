@@ -81,6 +81,7 @@ def test_narrow_convs_take_im2col_input_gradient(c_in, k, onednn_input_grad):
         _close(u, v)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @needs_onednn
 @pytest.mark.parametrize("xs, ws, kw", [CASES[2], CASES[3], CASES[6], ((2, 6, 6, 8), (3, 3, 8, 4), {"stride": 2})])
 def test_second_derivatives_equal_xla(xs, ws, kw):

@@ -82,6 +82,7 @@ def test_second_derivatives_equal_xla(tail):
     _close(*h, 1e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 @needs_onednn
 @pytest.mark.parametrize("tail", [TAILS[0], TAILS[2]], ids=["plain", "relu+residual"])
 def test_vmap_over_data_and_over_parameters(tail):
