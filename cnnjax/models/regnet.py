@@ -10,7 +10,7 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax import nn
-from cnnjax.models.base import Model
+from cnnjax.models.base import Model, run_stages
 from cnnjax.models.blocks import NamedSequential, conv_norm_act, make_divisible
 from cnnjax.models.registry import register
 
@@ -101,9 +101,7 @@ class RegNet(Model):
     def forward(self, x):
         x = self.stem(x)
         features = {"stem": x}
-        for name in self.trunk_output.names:
-            x = getattr(self.trunk_output, name)(x)
-            features[name] = x
+        x = run_stages(self.trunk_output, x, self.trunk_output.names, features)
         x = F.global_avg_pool(x, spatial_dims=2)
         features["pre_logits"] = x
         return self.fc(x), features

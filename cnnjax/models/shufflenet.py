@@ -8,7 +8,7 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax import nn
-from cnnjax.models.base import Model
+from cnnjax.models.base import Model, run_stages
 from cnnjax.models.registry import register
 
 
@@ -64,9 +64,7 @@ class ShuffleNetV2(Model):
     def forward(self, x):
         x = F.max_pool(self.conv1(x), (3, 3), (2, 2), (1, 1))
         features = {"stem": x}
-        for name in ("stage2", "stage3", "stage4"):
-            x = getattr(self, name)(x)
-            features[name] = x
+        x = run_stages(self, x, ("stage2", "stage3", "stage4"), features)
         x = F.global_avg_pool(self.conv5(x), spatial_dims=2)
         features["pre_logits"] = x
         return self.fc(x), features
