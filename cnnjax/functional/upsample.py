@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 
 from cnnjax.functional import utils
 
-RESIZE_METHODS = ("nearest", "bilinear", "bicubic")
+RESIZE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) Keys cubic coefficient
 
 
@@ -38,35 +39,87 @@ def upsample_nearest(x: jax.Array, scale: int | Sequence[int], *, spatial_dims: 
     return x
 
 
-def _source_index(out: int, size: int, align_corners: bool, cubic: bool) -> np.ndarray:
+def _source_index(out: int, size: int, align_corners: bool, cubic: bool, scale: np.float32) -> np.ndarray:
     """PyTorch's ``area_pixel_compute_source_index``, in float32 like its kernels."""
     dst = np.arange(out, dtype=np.float32)
     if align_corners:
         scale = np.float32((size - 1) / (out - 1)) if out > 1 else np.float32(0)
         return dst * scale
-    src = np.float32(size / out) * (dst + np.float32(0.5)) - np.float32(0.5)
+    src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
     return src if cubic else np.maximum(src, np.float32(0))
 
 
-def _cubic_weights(t: np.ndarray) -> np.ndarray:
-    a = _CUBIC_A
-
-    def near(v):  # |v| <= 1
-        return ((a + 2) * v - (a + 3)) * v * v + 1
-
-    def far(v):  # 1 < |v| < 2
-        return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
-
-    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+def _cubic_filter(v: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel with coefficient ``a``, zero for ``|v| >= 2``."""
+    v = np.abs(v)
+    near = ((a + 2) * v - (a + 3)) * v * v + 1
+    far = ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
+    return np.where(v <= 1, near, np.where(v < 2, far, 0.0))
 
 
-def _taps(out: int, size: int, method: str, align_corners: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per output position: input indices ``(out, T)`` and weights ``(out, T)``."""
+def _linear_filter(v: np.ndarray) -> np.ndarray:
+    return np.maximum(1 - np.abs(v), 0.0)
+
+
+def _antialias_taps(out: int, size: int, method: str, scale: float, cubic_a: float):
+    """PyTorch's antialiased weights (``_compute_weights_aa``), as for PIL: when shrinking
+    (``scale = in / out > 1``) the filter is stretched by ``scale``, so every input pixel
+    contributes; weights are cut to the image and normalised to sum to one."""
+    interp = 2 if method == "bilinear" else 4
+    support = interp / 2 * scale if scale >= 1 else interp / 2
+    invscale = 1 / scale if scale >= 1 else 1.0
+    centre = scale * (np.arange(out) + 0.5)
+    lo = np.maximum(np.trunc(centre - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), size)
+    width = max(int((hi - lo).max()), 1)
+    idx = lo[:, None] + np.arange(width)[None, :]
+    v = (idx - centre[:, None] + 0.5) * invscale
+    w = _linear_filter(v) if method == "bilinear" else _cubic_filter(v, cubic_a)
+    w = np.where(idx < hi[:, None], w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = w / np.where(total == 0, 1, total)
+    return np.minimum(idx, size - 1), w
+
+
+def _area_taps(out: int, size: int):
+    """``adaptive_avg_pool``'s boxes: output ``i`` averages ``[floor(i*in/out), ceil((i+1)*in/out))``."""
+    i = np.arange(out)
+    lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+    width = int((hi - lo).max())
+    idx = lo[:, None] + np.arange(width)[None, :]
+    inside = idx < hi[:, None]
+    return np.minimum(idx, size - 1), inside / (hi - lo)[:, None]
+
+
+def _taps(out: int, size: int, method: str, align_corners: bool, scale: float | None, antialias: bool,
+          cubic_a: float | None, exclude_outside: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per output position: input indices ``(out, T)`` and weights ``(out, T)``.
+
+    ``scale`` is PyTorch's ``1 / scale_factor`` when one was given (and not recomputed),
+    else ``None`` for ``in / out``.
+    """
+    scale32 = np.float32(scale) if scale is not None else np.float32(np.float32(size) / np.float32(out))
     if method == "nearest":
-        # Legacy PyTorch 'nearest': floor(dst * in/out) in float32, clamped.
-        idx = np.floor(np.arange(out, dtype=np.float32) * np.float32(size / out)).astype(np.int64)
+        # Legacy PyTorch 'nearest': floor(dst * scale) in float32, clamped, with its exact 1x and 2x cases.
+        if out == size:
+            idx = np.arange(out)
+        elif out == 2 * size:
+            idx = np.arange(out) >> 1
+        else:
+            idx = np.floor(np.arange(out, dtype=np.float32) * scale32).astype(np.int64)
         return np.minimum(idx, size - 1)[:, None], np.ones((out, 1), np.float32)
-    src = _source_index(out, size, align_corners, cubic=method == "bicubic")
+    if method == "nearest-exact":
+        # floor((dst + 0.5) * scale): rounds the pixel-centre source position, as PIL and scikit-image do.
+        src = ((np.arange(out) + 0.5) * np.float64(scale32)).astype(np.float32)
+        return np.minimum(np.floor(src).astype(np.int64), size - 1)[:, None], np.ones((out, 1), np.float32)
+    if method == "area":
+        return _area_taps(out, size)
+    a = (-0.5 if antialias else _CUBIC_A) if cubic_a is None else cubic_a
+    if antialias:
+        if align_corners:
+            scale32 = np.float32((size - 1) / (out - 1)) if out > 1 else np.float32(0)
+        return _antialias_taps(out, size, method, float(scale32), a)
+    src = _source_index(out, size, align_corners, cubic=method == "bicubic", scale=scale32)
     base = np.floor(src).astype(np.int64)
     t = (src - base).astype(np.float32)
     if method == "bilinear":
@@ -74,25 +127,68 @@ def _taps(out: int, size: int, method: str, align_corners: bool) -> tuple[np.nda
         w = np.stack([1 - t, t], axis=-1)
     else:
         idx = base[:, None] + np.arange(-1, 3)[None, :]
-        w = _cubic_weights(t)
+        w = _cubic_filter(t[:, None] - np.arange(-1, 3)[None, :], a).astype(np.float32)
+    if exclude_outside:
+        w = np.where((idx >= 0) & (idx < size), w, 0.0)
+        w = w / w.sum(axis=1, keepdims=True)
     return np.clip(idx, 0, size - 1), w
 
 
-def resize(x: jax.Array, size: Sequence[int], method: str = "nearest", align_corners: bool = False) -> jax.Array:
-    """Resize the spatial dims; equals ``torch.nn.functional.interpolate(x, size, mode=...)``.
+def output_size(in_size: Sequence[int], scale_factor: Sequence[float]) -> tuple[int, ...]:
+    """PyTorch's output size for a ``scale_factor``: ``floor(in * s)`` per spatial dim."""
+    return tuple(int(math.floor(float(i) * float(s))) for i, s in zip(in_size, scale_factor))
 
-    Separable over the spatial dims: "nearest" is PyTorch's legacy nearest
-    (``src = floor(dst * in / out)``); "bilinear" is linear per dim (PyTorch's linear,
-    bilinear and trilinear); "bicubic" is Keys' cubic with ``a = -0.75`` and clamped
-    borders. With ``align_corners=False`` pixel centres map as
-    ``src = (dst + 0.5) * in / out - 0.5``; with ``True`` the corner pixels align,
-    ``src = dst * (in - 1) / (out - 1)``. No antialiasing when shrinking.
+
+def resize(
+    x: jax.Array,
+    size: Sequence[int] | None = None,
+    method: str = "nearest",
+    align_corners: bool = False,
+    *,
+    scale_factor: float | Sequence[float] | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+    spatial_dims: int | None = None,
+    cubic_coeff: float | None = None,
+    exclude_outside: bool = False,
+) -> jax.Array:
+    """Resize the spatial dims; equals ``torch.nn.functional.interpolate(x, size, scale_factor, mode=...)``.
+
+    Separable over the spatial dims, one small gather-and-weight per dim:
+
+    - "nearest": PyTorch's legacy nearest, ``src = floor(dst * in / out)``.
+    - "nearest-exact": ``src = floor((dst + 0.5) * in / out)``, the pixel-centre rounding
+      of PIL, scikit-image and ONNX's ``half_pixel`` nearest; shrinking by an integer
+      factor then picks the middle of each block instead of its corner.
+    - "bilinear": linear per dim (PyTorch's linear, bilinear and trilinear).
+    - "bicubic": Keys' cubic with ``a = -0.75`` (``cubic_coeff``) and clamped borders.
+    - "area": the mean over each output pixel's box, PyTorch's ``adaptive_avg_pool``.
+
+    With ``align_corners=False`` pixel centres map as ``src = (dst + 0.5) * in / out - 0.5``;
+    with ``True`` the corner pixels align, ``src = dst * (in - 1) / (out - 1)``.
+
+    ``antialias=True`` (bilinear and bicubic, as in PyTorch and PIL) widens the filter by
+    ``in / out`` when shrinking, so every input pixel contributes and fine detail does not
+    alias; the cubic then uses ``a = -0.5`` and weights are normalised inside the image.
+
+    Give either ``size`` or ``scale_factor``. With ``scale_factor`` the output is
+    ``floor(in * s)`` and, as in PyTorch, the kernels use ``1 / s`` as the scale unless
+    ``recompute_scale_factor=True`` (then ``in / out``); the two differ when ``in * s`` is
+    not an integer.
 
     Args:
       x: ``(*batch, *spatial, C)``.
       size: output spatial size, one int per spatial dim (its length fixes the rank).
-      method: "nearest", "bilinear" (alias "linear", "trilinear") or "bicubic".
-      align_corners: as in PyTorch; not allowed with "nearest".
+      method: "nearest", "nearest-exact", "bilinear" (alias "linear", "trilinear"),
+        "bicubic" or "area" (PyTorch's ``mode``).
+      align_corners: as in PyTorch; only for "bilinear" and "bicubic".
+      scale_factor: a float, or one per spatial dim, instead of ``size``.
+      recompute_scale_factor: as in PyTorch; only with ``scale_factor``.
+      antialias: antialiased shrinking, for "bilinear" and "bicubic".
+      spatial_dims: the rank, needed only when ``scale_factor`` is a bare number.
+      cubic_coeff: the cubic's ``a`` (ONNX's ``cubic_coeff_a``); default PyTorch's.
+      exclude_outside: give taps outside the image zero weight and renormalise (ONNX's
+        ``exclude_outside``); default PyTorch's clamped borders.
 
     Returns:
       ``(*batch, *size, C)``. Half precision interpolates in float32.
@@ -100,29 +196,55 @@ def resize(x: jax.Array, size: Sequence[int], method: str = "nearest", align_cor
     Example:
       >>> resize(jnp.array([0., 1.]).reshape(2, 1), (4,), "bilinear")[:, 0]
       Array([0.  , 0.25, 0.75, 1.  ], dtype=float32)
+      >>> resize(jnp.arange(4.).reshape(4, 1), scale_factor=0.5, method="nearest-exact", spatial_dims=1)[:, 0]
+      Array([1., 3.], dtype=float32)
     """
     fn = "resize"
-    x = jnp.asarray(x)
-    method = {"linear": "bilinear", "trilinear": "bilinear"}.get(method, method)
+    x = utils.as_array(x, fn)
+    if not isinstance(method, str):
+        raise TypeError(f"{fn}: method must be a string, got method={method!r}")
+    method = {"linear": "bilinear", "trilinear": "bilinear", "cubic": "bicubic"}.get(method, method)
     if method not in RESIZE_METHODS:
         raise ValueError(f"{fn}: unknown method {method!r}; allowed: {', '.join(map(repr, RESIZE_METHODS))}")
-    if method == "nearest" and align_corners:
-        raise ValueError(f"{fn}: align_corners=True only applies to 'bilinear' and 'bicubic', not 'nearest'")
-    if not isinstance(size, Sequence) or isinstance(size, str):
-        raise TypeError(f"{fn}: size must be a sequence with one int per spatial dim, got size={size!r}")
-    n = len(size)
-    utils.check_input(x, n, fn)
-    size = utils.as_tuple(size, n, "size", fn, minimum=1)
-    if method != "nearest":
+    if align_corners and method not in ("bilinear", "bicubic"):
+        raise ValueError(f"{fn}: align_corners=True only applies to 'bilinear' and 'bicubic', not {method!r}")
+    if antialias and method not in ("bilinear", "bicubic"):
+        raise ValueError(f"{fn}: antialias=True only applies to 'bilinear' and 'bicubic', not {method!r}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{fn}: give exactly one of size and scale_factor, got size={size!r}, scale_factor={scale_factor!r}")
+    if recompute_scale_factor is not None and scale_factor is None:
+        raise ValueError(f"{fn}: recompute_scale_factor only applies with scale_factor, not with size={size!r}")
+    if size is not None:
+        if not isinstance(size, Sequence) or isinstance(size, str):
+            raise TypeError(f"{fn}: size must be a sequence with one int per spatial dim, got size={size!r}")
+        n = len(size)
+        utils.check_input(x, n, fn)
+        size = utils.as_tuple(size, n, "size", fn, minimum=1)
+        scales = (None,) * n
+    else:
+        n = utils.spatial_rank(fn, ("scale_factor", scale_factor), spatial_dims=spatial_dims)
+        utils.check_input(x, n, fn)
+        factors = utils.as_float_tuple(scale_factor, n, "scale_factor", fn)
+        size = output_size(x.shape[x.ndim - n - 1 : -1], factors)
+        if min(size) < 1:
+            raise ValueError(
+                f"{fn}: scale_factor={scale_factor!r} shrinks the spatial shape {tuple(x.shape[x.ndim - n - 1:-1])} "
+                f"to {size}; every output dim must be >= 1"
+            )
+        scales = (None,) * n if recompute_scale_factor else tuple(1.0 / f for f in factors)
+    if method != "nearest" and method != "nearest-exact":
         utils.check_float(x, fn)
     dtype = x.dtype
     acc = utils.accumulation_dtype(dtype)
     x = x.astype(acc)
-    for dim, out in enumerate(size):
+    keeps_size = method == "nearest-exact" and size == tuple(x.shape[x.ndim - n - 1 : -1])
+    for dim, (out, scale) in enumerate(zip(size, scales)):
         axis = x.ndim - n - 1 + dim
-        idx, w = _taps(out, x.shape[axis], method, align_corners)
+        if out == x.shape[axis] and (method in ("nearest", "bilinear") or antialias or keeps_size):
+            continue  # as PyTorch, a dim that keeps its size is copied, whatever scale_factor said
+        idx, w = _taps(out, x.shape[axis], method, align_corners, scale, antialias, cubic_coeff, exclude_outside)
         g = jnp.take(x, idx.ravel(), axis=axis).reshape(x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
-        if method == "nearest":
+        if idx.shape[1] == 1:
             x = g[(slice(None),) * (axis + 1) + (0,)]
         else:
             wshape = (1,) * axis + w.shape + (1,) * (x.ndim - axis - 1)

@@ -42,6 +42,46 @@ def as_tuple(value: Any, n: int, name: str, fn: str, *, minimum: int | None = No
     return out
 
 
+def as_float_tuple(value: Any, n: int, name: str, fn: str) -> tuple[float, ...]:
+    """A positive number or a length-``n`` sequence of them as a tuple of ``n`` floats."""
+    def ok(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+    if ok(value):
+        out = (float(value),) * n
+    elif isinstance(value, Sequence) and not isinstance(value, str) and all(ok(v) for v in value):
+        out = tuple(float(v) for v in value)
+        if len(out) != n:
+            raise ValueError(f"{fn}: {name} must be a number or a sequence of {n} numbers, got {name}={tuple(value)!r}")
+    else:
+        raise TypeError(f"{fn}: {name} must be a number or a sequence of {n} numbers, got {name}={value!r}")
+    if any(not math.isfinite(v) or v <= 0 for v in out):
+        raise ValueError(f"{fn}: every entry of {name} must be a positive finite number, got {name}={value!r}")
+    return out
+
+
+def as_array(x: Any, fn: str, name: str = "x") -> Any:
+    """``x`` as a jax array, or a TypeError naming ``fn`` and ``name`` for what is not numeric data.
+
+    Refuses what ``jnp.asarray`` would refuse with an error that names neither (None,
+    strings, ragged or mixed lists, objects), and bools and strings it would accept silently
+    as data of the wrong kind. Tracers pass through.
+    """
+    if isinstance(x, (jnp.ndarray, np.ndarray)) and not isinstance(x, np.ndarray) or hasattr(x, "aval"):
+        return x
+    if x is None or isinstance(x, (str, bytes, dict, set)):
+        raise TypeError(f"{fn}: {name} must be an array of shape (*batch, *spatial, C), got {type(x).__name__} {x!r:.60}")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{fn}: {name} must be an array (or a nested list of numbers), got {type(x).__name__} that numpy "
+                        f"cannot read as one: {e}") from None
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        raise TypeError(f"{fn}: {name} must be numeric, got {type(x).__name__} with elements of dtype {arr.dtype} "
+                        f"(None, strings or ragged lists inside it?)")
+    return jnp.asarray(x)
+
+
 def spatial_rank(fn: str, *candidates: tuple[str, Any], spatial_dims: int | None = None) -> int:
     """The number of spatial dims: ``spatial_dims`` or the length of the first tuple-valued candidate.
 

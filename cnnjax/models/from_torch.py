@@ -161,6 +161,9 @@ def _convert_layer(torch: Any, name: str, m: Any, rngs: Any) -> nnx.Module | Non
         if m.bias is not None:
             layer.bias[...] = array(m.bias)
         return layer
+    if type(m) is tnn.Upsample and not isinstance(m.size, int):
+        return nn.Upsample(size=m.size, scale_factor=m.scale_factor, mode=m.mode, align_corners=bool(m.align_corners),
+                           recompute_scale_factor=m.recompute_scale_factor)
     if type(m) is tnn.Dropout:
         return nn.Dropout(m.p, rngs=rngs)
     for n, axes in ((1, (-2,)), (2, (-3, -2)), (3, (-4, -3, -2))):

@@ -14,31 +14,66 @@ from cnnjax.nn import init
 
 
 class Upsample(nnx.Module):
-    """Upsample by integer ``scale`` (or to ``size``) with "nearest", "bilinear" or "bicubic".
+    """Resize by ``scale`` / ``scale_factor`` or to ``size``; matches ``torch.nn.Upsample``.
 
-    ``(*batch, *spatial, C) -> (*batch, *(spatial * scale), C)``; matches ``torch.nn.Upsample``.
+    ``(*batch, *spatial, C) -> (*batch, *out, C)``, with any :func:`cnnjax.functional.resize`
+    method ("nearest", "nearest-exact", "bilinear", "bicubic", "area") and its
+    ``align_corners``, ``antialias`` and ``recompute_scale_factor``. ``mode`` is PyTorch's
+    name for ``method``. An integer ``scale`` repeats pixels exactly; a float
+    ``scale_factor`` gives ``floor(in * s)`` pixels as PyTorch does. A bare-number
+    ``scale_factor`` without ``spatial_dims`` takes PyTorch's convention that ``x`` is
+    ``(N, *spatial, C)``.
 
     Example:
       >>> Upsample((2, 2), method="bilinear")(jnp.ones((1, 4, 4, 3))).shape
       (1, 8, 8, 3)
+      >>> Upsample(scale_factor=1.5, mode="bilinear", antialias=True)(jnp.ones((1, 4, 4, 3))).shape
+      (1, 6, 6, 3)
     """
 
     def __init__(self, scale: int | Sequence[int] | None = None, *, size: Sequence[int] | None = None,
-                 method: str = "nearest", align_corners: bool = False, spatial_dims: int | None = None):
-        if (scale is None) == (size is None):
-            raise ValueError("Upsample: give exactly one of scale and size")
-        self.scale, self.size, self.method = scale, size, method
-        self.align_corners, self.spatial_dims = align_corners, spatial_dims
+                 method: str = "nearest", align_corners: bool = False, spatial_dims: int | None = None,
+                 scale_factor: float | Sequence[float] | None = None, mode: str | None = None,
+                 recompute_scale_factor: bool | None = None, antialias: bool = False):
+        fn = "Upsample"
+        if sum(v is not None for v in (scale, size, scale_factor)) != 1:
+            raise ValueError(f"{fn}: give exactly one of scale, size and scale_factor, got scale={scale!r}, "
+                             f"size={size!r}, scale_factor={scale_factor!r}")
+        if mode is not None:
+            method = mode
+        n = spatial_dims
+        for value in (scale, size, scale_factor):
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                n = len(value)
+        if scale is not None:
+            n = utils.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
+            scale = utils.as_tuple(scale, n, "scale", fn, minimum=1)
+        # Build-time validation: trace resize (no compute) on a large probe of the right rank.
+        probe = jax.ShapeDtypeStruct((4096,) * (n or 2) + (1,), jnp.float32)
+        try:
+            if size is not None:
+                jax.eval_shape(lambda p: F.resize(p, size, method, align_corners, antialias=antialias), probe)
+            else:
+                jax.eval_shape(lambda p: F.resize(
+                    p, scale_factor=scale_factor if scale is None else scale, method=method, align_corners=align_corners,
+                    antialias=antialias, spatial_dims=n or 2, recompute_scale_factor=recompute_scale_factor), probe)
+        except (TypeError, ValueError) as e:
+            raise type(e)(str(e).replace("resize:", f"{fn}:", 1)) from None
+        self.scale, self.size, self.scale_factor, self.method = scale, size, scale_factor, method
+        self.align_corners, self.spatial_dims, self.antialias = align_corners, spatial_dims, antialias
+        self.recompute_scale_factor = recompute_scale_factor
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.size is not None:
-            return F.resize(x, self.size, self.method, self.align_corners)
-        if self.method == "nearest":
-            return F.upsample_nearest(x, self.scale, spatial_dims=self.spatial_dims)
-        n = utils.spatial_rank("Upsample", ("scale", self.scale), spatial_dims=self.spatial_dims)
-        scale = utils.as_tuple(self.scale, n, "scale", "Upsample", minimum=1)
-        size = tuple(s * f for s, f in zip(x.shape[-n - 1 : -1], scale))
-        return F.resize(x, size, self.method, self.align_corners)
+            return F.resize(x, self.size, self.method, self.align_corners, antialias=self.antialias)
+        if self.scale is not None and self.method == "nearest":
+            return F.upsample_nearest(x, self.scale)
+        factor = self.scale if self.scale is not None else self.scale_factor
+        n = self.spatial_dims
+        if n is None and not isinstance(factor, Sequence):
+            n = utils.as_array(x, "Upsample").ndim - 2
+        return F.resize(x, scale_factor=factor, method=self.method, align_corners=self.align_corners,
+                        antialias=self.antialias, recompute_scale_factor=self.recompute_scale_factor, spatial_dims=n)
 
 
 class PixelShuffle(nnx.Module):

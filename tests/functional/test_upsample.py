@@ -80,3 +80,85 @@ def test_pixel_shuffle_channel_order_by_hand():
     y = pixel_shuffle(x, (2, 2))
     np.testing.assert_array_equal(y[..., 0], [[0, 1], [2, 3]])
     np.testing.assert_array_equal(y[..., 1], [[4, 5], [6, 7]])
+
+
+def _battery(seed, count):
+    """Random interpolate calls: every mode, sizes and scale factors, align_corners, antialias."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        spatial = tuple(int(v) for v in rng.integers(2, 17, 2))
+        mode = ["nearest", "nearest-exact", "bilinear", "bicubic", "area"][len(cases) % 5]
+        smooth = mode in ("bilinear", "bicubic")
+        antialias = bool(smooth and rng.random() < 0.5)
+        align = bool(rng.random() < 0.4) if smooth else None
+        if rng.random() < 0.5:
+            kw = {"size": tuple(int(v) for v in rng.integers(1, 30, 2))}
+        else:
+            sf = tuple(float(v) for v in np.round(rng.uniform(0.25, 3.0, 2), 3))
+            if min(int(i * s) for i, s in zip(spatial, sf)) < 1:
+                continue
+            kw = {"scale_factor": sf, "recompute_scale_factor": bool(rng.random() < 0.3)}
+        cases.append((spatial, mode, align, antialias, kw))
+    return cases
+
+
+@pytest.mark.parametrize("spatial, mode, align, antialias, kw", _battery(0, 30))
+def test_resize_random_battery_matches_torch_interpolate(torch, rng, spatial, mode, align, antialias, kw):
+    x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(
+        torch.tensor(ref.channels_first(x)), mode=mode, align_corners=align, antialias=antialias, **kw)
+    size, rest = kw.get("size"), {k: v for k, v in kw.items() if k != "size"}
+    y = resize(x, size, mode, bool(align), antialias=antialias, **rest)
+    np.testing.assert_allclose(y, ref.channels_last(expected.numpy()), rtol=1e-5, atol=1e-5)
+
+
+def test_antialias_does_not_alias_fine_stripes():
+    # stripes of period 4 shrunk 6.4x: plain bilinear samples two pixels per output and aliases
+    # into a false pattern; antialias stretches the filter over every pixel and stays near the
+    # mean 1/4; "area" averages whole blocks (period 3 shrunk 6x: exactly 1/3)
+    x = jnp.tile(jnp.array([1.0, 0.0, 0.0, 0.0]), 16).reshape(64, 1)
+    np.testing.assert_allclose(resize(x, (10,), "bilinear", antialias=True)[:, 0], 0.25, atol=0.03)
+    assert float(jnp.ptp(resize(x, (10,), "bilinear")[:, 0])) > 0.6
+    x3 = jnp.tile(jnp.array([1.0, 0.0, 0.0]), 16).reshape(48, 1)
+    np.testing.assert_allclose(resize(x3, (8,), "area")[:, 0], 1 / 3, atol=1e-6)
+
+
+def test_antialias_upsampling_a_single_pixel_is_constant():
+    # PyTorch 2.13 returns zeros for a size-1 input dim under antialias (a bug); the definition
+    # (weights normalised inside the image) gives the pixel's value everywhere
+    y = resize(jnp.full((1, 3, 2), 5.0), (7, 3), "bicubic", antialias=True)
+    np.testing.assert_allclose(y, 5.0, rtol=1e-6)
+
+
+def test_nearest_exact_picks_block_centres_and_nearest_picks_corners():
+    x = jnp.arange(9.0).reshape(9, 1)
+    np.testing.assert_array_equal(resize(x, (3,), "nearest-exact")[:, 0], [1, 4, 7])
+    np.testing.assert_array_equal(resize(x, (3,), "nearest")[:, 0], [0, 3, 6])
+    np.testing.assert_array_equal(resize(x, scale_factor=1 / 3, method="nearest-exact", spatial_dims=1)[:, 0], [1, 4, 7])
+
+
+def test_scale_factor_uses_its_own_scale_unless_recomputed():
+    # in=5, s=1.5 -> out=7; the kernel uses 1/1.5 (not 5/7) unless recompute_scale_factor=True
+    x = jnp.arange(5.0).reshape(5, 1)
+    y = resize(x, scale_factor=1.5, method="bilinear", spatial_dims=1)[:, 0]
+    src = np.clip((np.arange(7) + 0.5) / 1.5 - 0.5, 0, 4)
+    np.testing.assert_allclose(y, src, rtol=1e-6)
+    np.testing.assert_allclose(resize(x, scale_factor=1.5, method="bilinear", spatial_dims=1, recompute_scale_factor=True),
+                               resize(x, (7,), "bilinear"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(size=(4, 4), scale_factor=2.0), "exactly one of size and scale_factor"),
+    (dict(), "exactly one of size and scale_factor"),
+    (dict(size=(4, 4), method="nearest", antialias=True), "antialias=True only applies"),
+    (dict(size=(4, 4), method="area", align_corners=True), "align_corners=True only applies"),
+    (dict(size=(4, 4), method="box"), "unknown method 'box'"),
+    (dict(size=(4, 4), recompute_scale_factor=True), "recompute_scale_factor only applies"),
+    (dict(scale_factor=2.0), "cannot tell the number of spatial dims"),
+    (dict(scale_factor=(2.0, -1.0)), "positive finite"),
+    (dict(scale_factor=(0.01, 0.01)), "every output dim must be >= 1"),
+])
+def test_resize_errors_name_the_argument(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        resize(jnp.ones((1, 8, 8, 1)), **kwargs)

@@ -141,18 +141,27 @@ def test_conv1d_models_port_too(torch):
     _compare(torch, net, x, models.from_torch(net, torch.tensor(x)))
 
 
+def test_upsample_layers_port_with_their_mode(torch):
+    tnn = torch.nn
+    torch.manual_seed(3)
+    net = tnn.Sequential(tnn.Conv2d(2, 4, 3), tnn.Upsample(scale_factor=1.5, mode="bilinear"), tnn.ReLU(),
+                         tnn.Upsample(size=(9, 10), mode="nearest-exact"), tnn.Conv2d(4, 1, 1))
+    x = np.random.default_rng(3).normal(size=(2, 2, 8, 7))
+    _compare(torch, net.eval(), x, models.from_torch(net, torch.tensor(x)))
+
+
 def test_what_it_cannot_convert_is_named(torch):
     tnn = torch.nn
 
     class Up(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.up = tnn.Conv2d(1, 2, 3), tnn.Upsample(scale_factor=2)
+            self.conv, self.up = tnn.Conv2d(1, 2, 3), tnn.LPPool2d(2, 2)
 
         def forward(self, x):
             return self.up(self.conv(x))
 
-    with pytest.raises(ValueError, match=r"from_torch\(Up\): layer 'up' \(Upsample\(scale_factor=2.0, mode='nearest'\)\) has no cnnjax conversion"):
+    with pytest.raises(ValueError, match=r"from_torch\(Up\): layer 'up' \(LPPool2d\(.*\)\) has no cnnjax conversion"):
         models.from_torch(Up())
 
     class Abs(tnn.Module):

@@ -181,3 +181,30 @@ def test_group_batch_norm_takes_residual_and_relu(rng):
     y = bn(x, residual=-x, relu=True)
     expect = jax.nn.relu(nn.GroupBatchNorm(3, group="p4")(x) - x)
     np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(scale_factor=2, mode="nearest"),
+    dict(scale_factor=1.5, mode="bilinear"),
+    dict(scale_factor=0.5, mode="bicubic", antialias=True),
+    dict(scale_factor=(0.4, 0.7), mode="nearest-exact"),
+    dict(size=(5, 7), mode="area"),
+    dict(scale_factor=2.5, mode="bilinear", align_corners=True, recompute_scale_factor=True),
+])
+def test_upsample_takes_torch_nn_upsample_arguments(torch, rng, kwargs):
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(torch.tensor(x.transpose(0, 3, 1, 2)), **kwargs).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(nn.Upsample(**kwargs)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), "exactly one of scale, size and scale_factor"),
+    (dict(scale=2, size=(4, 4)), "exactly one of scale, size and scale_factor"),
+    (dict(scale_factor=2.0, mode="nearest", antialias=True), "Upsample: antialias=True only applies"),
+    (dict(scale_factor=2.0, mode="box"), "Upsample: unknown method 'box'"),
+    (dict(size=(4, 4), mode="area", align_corners=True), "Upsample: align_corners=True only applies"),
+    (dict(scale_factor=-2.0), "Upsample: every entry of scale_factor must be a positive"),
+])
+def test_upsample_validates_its_configuration_when_built(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        nn.Upsample(**kwargs)
