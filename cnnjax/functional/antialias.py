@@ -39,14 +39,15 @@ def binomial_filter(size: int, spatial_dims: int, dtype: Any = jnp.float32) -> j
     return jnp.asarray(k, dtype)
 
 
-def _binomial_taps(size: int) -> np.ndarray:
+def _binomial_taps(size: int, fn: str = "binomial_filter", name: str = "size") -> np.ndarray:
     """Row ``size - 1`` of Pascal's triangle, normalised to sum 1 (float64 numpy: a constant under jit)."""
     if not utils._is_int(size) or not 1 <= size <= 7:
-        raise ValueError(f"binomial_filter: size must be an int from 1 to 7, got size={size!r}")
+        raise ValueError(f"{fn}: {name} must be an int from 1 to 7, got {name}={size!r}")
     taps = np.array([math.comb(size - 1, i) for i in range(size)], np.float64)
     return taps / taps.sum()
 
 
+@utils.array_args("x")
 def blur_pool(
     x: jnp.ndarray,
     filter_size: int = 3,
@@ -88,7 +89,7 @@ def blur_pool(
     s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
     # The binomial filter is separable: one strided 1-D pass per axis, each a weighted sum of
     # strided slices. Much faster than a depthwise conv (and its gradient) on XLA:CPU, same result.
-    taps = _binomial_taps(filter_size)
+    taps = _binomial_taps(filter_size, fn, "filter_size")
     pads = [((filter_size - 1) // 2, filter_size // 2)] * n
     x = pad_spatial(x, pads, padding_mode)
     for a, stride_a in enumerate(s):
@@ -113,6 +114,7 @@ def _polyphase(x: jnp.ndarray, s: tuple[int, ...]) -> jnp.ndarray:
     return y.reshape(x.shape[:nb] + (-1,) + y.shape[nb + n :])
 
 
+@utils.array_args("x")
 def polyphase_components(x: jnp.ndarray, stride: Any = 2, *, spatial_dims: int | None = None) -> jnp.ndarray:
     """The ``prod(stride)`` polyphase components of ``x``, stacked before the spatial dims.
 
@@ -143,6 +145,7 @@ def polyphase_components(x: jnp.ndarray, stride: Any = 2, *, spatial_dims: int |
     return _polyphase(x, s)
 
 
+@utils.array_args("x")
 def aps_pool(
     x: jnp.ndarray,
     stride: Any = 2,

@@ -52,6 +52,7 @@ def _finish(y: jnp.ndarray, b: Any, dtype: Any, batch: tuple[int, ...]) -> jnp.n
     return y.astype(dtype).reshape(batch + tuple(y.shape[1:]))
 
 
+@utils.array_args("x", "w", "b")
 def conv(
     x: jnp.ndarray,
     w: jnp.ndarray,
@@ -105,6 +106,7 @@ def conv(
     return _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, "conv")
 
 
+@utils.array_args("x", "w", "b")
 def convolve(
     x: jnp.ndarray,
     w: jnp.ndarray,
@@ -183,6 +185,7 @@ def lax_conv(x, w, strides, pads, lhs_dilation, rhs_dilation, groups, precision=
                                         feature_group_count=groups, precision=precision)
 
 
+@utils.array_args("x", "w", "b")
 def conv_transpose(
     x: jnp.ndarray,
     w: jnp.ndarray,

@@ -7,7 +7,10 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from cnnjax.functional import utils
 
+
+@utils.array_args("x")
 def dropout(x, rate: float, key: Any, *, deterministic: bool = False, broadcast_dims: Sequence[int] = ()):
     """Inverted dropout: zero each element with probability ``rate``, scale the rest by ``1 / (1 - rate)``.
 
@@ -49,6 +52,7 @@ def dropout(x, rate: float, key: Any, *, deterministic: bool = False, broadcast_
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
+@utils.array_args("x")
 def drop_path(x, rate: float, key: Any, *, mode: str = "row", deterministic: bool = False):
     """Stochastic depth (Huang et al. 2016), as torchvision's ``stochastic_depth``: drop whole examples of
     a residual branch with probability ``rate`` and scale the kept ones by ``1 / (1 - rate)``.

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import jax
 
+from cnnjax.functional import utils
 from cnnjax.functional.conv import conv
 from cnnjax.functional.padding import pad
 from cnnjax.functional.pool import adaptive_avg_pool, avg_pool, max_pool
@@ -49,7 +50,7 @@ def _conv(n: int):
     op.__doc__ = (f"``torch.nn.functional.{name}(x, w, b, stride, padding, dilation, groups)``, channels-last:\n"
                   f"``x`` ``(*batch, *spatial[{n}], C_in)``, ``w`` ``(*k[{n}], C_in // groups, C_out)`` -> "
                   f"``(*batch, *out[{n}], C_out)``. See :func:`cnnjax.functional.conv`.")
-    return op
+    return utils.array_args("x", "w", "b", fn=name)(op)
 
 
 def _max_pool(n: int):
@@ -63,7 +64,7 @@ def _max_pool(n: int):
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"``torch.nn.functional.{name}(x, kernel_size, stride, padding, dilation, ceil_mode)``, "
                   f"channels-last ``(*batch, *spatial[{n}], C)``. See :func:`cnnjax.functional.max_pool`.")
-    return op
+    return utils.array_args("x", fn=name)(op)
 
 
 def _avg_pool(n: int):
@@ -78,7 +79,7 @@ def _avg_pool(n: int):
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"``torch.nn.functional.{name}(x, kernel_size, stride, padding, ceil_mode, count_include_pad)``, "
                   f"channels-last ``(*batch, *spatial[{n}], C)``. See :func:`cnnjax.functional.avg_pool`.")
-    return op
+    return utils.array_args("x", fn=name)(op)
 
 
 def _adaptive_avg_pool(n: int):
@@ -91,7 +92,7 @@ def _adaptive_avg_pool(n: int):
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"``torch.nn.functional.{name}(x, output_size)``, channels-last ``(*batch, *spatial[{n}], C)``. "
                   f"See :func:`cnnjax.functional.adaptive_avg_pool`.")
-    return op
+    return utils.array_args("x", fn=name)(op)
 
 
 def _pad(n: int):
@@ -104,7 +105,7 @@ def _pad(n: int):
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"Pad the {n} spatial dim(s) of ``(*batch, *spatial[{n}], C)``: an int pads every side, as "
                   f"``torch.nn.ZeroPad{n}d(p)`` does. See :func:`cnnjax.functional.pad`.")
-    return op
+    return utils.array_args("x", fn=name)(op)
 
 
 conv1d, conv2d, conv3d = _conv(1), _conv(2), _conv(3)

@@ -22,6 +22,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax.functional import utils
 from cnnjax.functional.conv import conv
 from cnnjax.functional.norm import batch_norm
 
@@ -60,6 +61,7 @@ def regular_permutation(group: str, g: int) -> np.ndarray:
     return np.array([_compose(inverse(g), h) for h in range(n)])
 
 
+@utils.array_args("x")
 def transform_plane(x: jnp.ndarray, g: int, axes: tuple[int, int] = (-3, -2)) -> jnp.ndarray:
     """Apply the D4 element ``g`` (a static int) to the two ``axes`` of ``x``: flip, then rotate.
 
@@ -74,6 +76,7 @@ def transform_plane(x: jnp.ndarray, g: int, axes: tuple[int, int] = (-3, -2)) ->
     return jnp.rot90(x, r, axes=axes)
 
 
+@utils.array_args("x")
 def act_regular(x: jnp.ndarray, g: int, group: str, axes: tuple[int, int] = (-3, -2)) -> jnp.ndarray:
     """``g`` acting on a regular group map ``(*batch, H, W, C * |G|)``: transform the plane, permute ``h``.
 
@@ -113,6 +116,7 @@ def _bias(b: jnp.ndarray | None, n: int) -> jnp.ndarray | None:
     return None if b is None else jnp.repeat(b, n)
 
 
+@utils.array_args("x", "w", "b")
 def lifting_conv(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None = None, *, group: str = "p4",
                  **conv_args: Any) -> jnp.ndarray:
     """Lifting convolution Z2 -> G: correlate with every rotated (and mirrored) copy of each filter.
@@ -138,6 +142,7 @@ def lifting_conv(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None = None, *
     return conv(x, lifting_filters(w, group), _bias(b, group_order(group)), **conv_args)
 
 
+@utils.array_args("x", "w", "b")
 def group_conv(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None = None, *, group: str = "p4",
                **conv_args: Any) -> jnp.ndarray:
     """Group convolution G -> G: ``y(x, h) = sum_{y, k, c} w(h^-1 (y - x), h^-1 k)[c, o] f(y, k)[c]``.
@@ -176,6 +181,7 @@ def _fields(x: jnp.ndarray, group: str, fn: str) -> jnp.ndarray:
     return x.reshape(x.shape[:-1] + (-1, n))
 
 
+@utils.array_args("x")
 def group_pool(x: jnp.ndarray, group: str = "p4", reduce: str = "max") -> jnp.ndarray:
     """Pool over the group axis: ``(*batch, *spatial, C * |G|) -> (*batch, *spatial, C)``, invariant to ``h``.
 
@@ -189,6 +195,7 @@ def group_pool(x: jnp.ndarray, group: str = "p4", reduce: str = "max") -> jnp.nd
     return f.max(-1) if reduce == "max" else f.mean(-1)
 
 
+@utils.array_args("x", "scale", "bias")
 def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarray | None,
                      stats: dict[str, jnp.ndarray], *, group: str = "p4", residual: jnp.ndarray | None = None,
                      **bn_args: Any):
@@ -209,7 +216,7 @@ def group_batch_norm(x: jnp.ndarray, scale: jnp.ndarray | None, bias: jnp.ndarra
     relu = bn_args.pop("relu", False)
     if residual is not None or relu:
         warnings.warn("group_batch_norm: residual= and relu= are deprecated; write jax.nn.relu(y + residual) "
-                      "after the call", DeprecationWarning, stacklevel=2)
+                      "after the call", DeprecationWarning, stacklevel=3)  # past utils.array_args
     if residual is not None and jnp.shape(residual) != x.shape:
         raise ValueError(f"group_batch_norm: residual must have x's shape {tuple(x.shape)}, "
                          f"got residual.shape={jnp.shape(residual)}")

@@ -41,6 +41,7 @@ def init_batch_norm_stats(num_features: int, dtype: Any = jnp.float32) -> dict[s
     return {"mean": jnp.zeros((num_features,), dtype), "var": jnp.ones((num_features,), dtype)}
 
 
+@utils.array_args("x", "scale", "bias")
 def batch_norm(
     x: jnp.ndarray,
     scale: jnp.ndarray | None,
@@ -100,7 +101,7 @@ def batch_norm(
         raise ValueError(f"{fn}: momentum must be in [0, 1], got {momentum}")
     if residual is not None or relu:
         warnings.warn(f"{fn}: residual= and relu= are deprecated; write jax.nn.relu(y + residual) after the call",
-                      DeprecationWarning, stacklevel=2)
+                      DeprecationWarning, stacklevel=3)  # past utils.array_args
     if residual is not None and jnp.shape(residual) != x.shape:
         raise ValueError(f"{fn}: residual must have x's shape {tuple(x.shape)}, got residual.shape={jnp.shape(residual)}")
     sd = _stat_dtype(x.dtype)
@@ -159,6 +160,7 @@ def _scale_shift(xc, r, scale, bias):
     return y if bias is None else y + bias
 
 
+@utils.array_args("x", "scale", "bias")
 def layer_norm(x, scale=None, bias=None, *, axis: int | Sequence[int] = -1, eps: float = 1e-5):
     """Layer normalization over ``axis`` (default: channels), per position and example.
 
@@ -196,6 +198,7 @@ def layer_norm(x, scale=None, bias=None, *, axis: int | Sequence[int] = -1, eps:
     return _normalize(x, axes, eps, scale, bias, bshape)
 
 
+@utils.array_args("x", "scale", "bias")
 def group_norm(x, num_groups: int, scale=None, bias=None, *, spatial_dims: int, eps: float = 1e-5):
     """Group normalization (Wu & He 2018): statistics per example over spatial dims and each group of channels.
 
@@ -230,6 +233,7 @@ def group_norm(x, num_groups: int, scale=None, bias=None, *, spatial_dims: int, 
     return _normalize(xg, axes, eps, scale, bias, (num_groups, c // num_groups)).reshape(x.shape)
 
 
+@utils.array_args("x", "scale", "bias")
 def instance_norm(x, scale=None, bias=None, *, spatial_dims: int, eps: float = 1e-5):
     """Instance normalization: statistics per example and channel over the spatial dims.
 
@@ -256,6 +260,7 @@ def instance_norm(x, scale=None, bias=None, *, spatial_dims: int, eps: float = 1
     return _normalize(x, tuple(range(x.ndim - n - 1, x.ndim - 1)), eps, scale, bias, (c,))
 
 
+@utils.array_args("x")
 def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
     """Local response normalization across channels (AlexNet, Krizhevsky et al. 2012).
 

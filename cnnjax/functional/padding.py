@@ -20,6 +20,7 @@ def pad_spatial(x: jnp.ndarray, pads: Sequence[tuple[int, int]], mode: str = "ze
     return jnp.pad(x, width, mode=utils.JNP_PAD_MODE[mode])
 
 
+@utils.array_args("x")
 def pad(
     x: jnp.ndarray,
     padding: Any,

@@ -54,6 +54,7 @@ def _reduce(x, init, op, n, k, s, pads, d):
     )
 
 
+@utils.array_args("x")
 def max_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *, dilation: int | Sequence[int] = 1,
              ceil_mode: bool = False, spatial_dims: int | None = None) -> jax.Array:
     """Max pooling over sliding windows; padding counts as ``-inf``.
@@ -127,6 +128,7 @@ def _window_sum(x, n, k, s, pads, d):
     return _reduce(x.astype(acc), np.array(0, acc), lax.add, n, k, s, pads, d)
 
 
+@utils.array_args("x")
 def avg_pool(
     x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *, dilation: int | Sequence[int] = 1,
     ceil_mode: bool = False, count_include_pad: bool = True, spatial_dims: int | None = None,
@@ -163,6 +165,7 @@ def avg_pool(
     return (total / count).astype(x.dtype)
 
 
+@utils.array_args("x")
 def lp_pool(x: jax.Array, p: float, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *,
             dilation: int | Sequence[int] = 1, ceil_mode: bool = False, spatial_dims: int | None = None) -> jax.Array:
     """Power-average (Lp) pooling: ``y = (sum_window |x|^p) ^ (1/p)``.
@@ -199,6 +202,7 @@ def _spatial_axes(x, spatial_dims, fn):
     return tuple(range(x.ndim - n - 1, x.ndim - 1))
 
 
+@utils.array_args("x")
 def global_avg_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) -> jax.Array:
     """Mean over all spatial positions.
 
@@ -220,6 +224,7 @@ def global_avg_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) 
     return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(x.dtype)
 
 
+@utils.array_args("x")
 def global_max_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) -> jax.Array:
     """Max over all spatial positions: ``(*batch, *spatial, C) -> (*batch, C)``.
 
@@ -252,6 +257,7 @@ def _adaptive(x, output_size, spatial_dims, fn, reduce):
     return x
 
 
+@utils.array_args("x")
 def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Average pooling to a fixed output size, with PyTorch's bins.
 
@@ -278,6 +284,7 @@ def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial
     return _adaptive(x, output_size, spatial_dims, "adaptive_avg_pool", mean)
 
 
+@utils.array_args("x")
 def adaptive_max_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Max pooling to a fixed output size, with PyTorch's bins (see :func:`adaptive_avg_pool`).
 
@@ -294,6 +301,7 @@ def adaptive_max_pool(x: jax.Array, output_size: int | Sequence[int], *, spatial
     return _adaptive(x, output_size, spatial_dims, "adaptive_max_pool", biggest)
 
 
+@utils.array_args("x")
 def max_pool_with_indices(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[int] | None = None, padding: Any = 0, *,
                           dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
                           spatial_dims: int | None = None) -> tuple[jax.Array, jax.Array]:
@@ -327,6 +335,7 @@ def max_pool_with_indices(x: jax.Array, window: int | Sequence[int], stride: int
     return y, indices
 
 
+@utils.array_args("y", "indices")
 def max_unpool(y: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> jax.Array:
     """Partial inverse of :func:`max_pool_with_indices`: put each value back where it came from.
 

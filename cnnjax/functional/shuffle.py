@@ -5,7 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cnnjax.functional import utils
 
+
+@utils.array_args("x")
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
     """Reorder the channels so that each group of a following grouped conv sees every previous group.
 

@@ -68,6 +68,7 @@ def patches(
     return jnp.stack(views, axis=-2)
 
 
+@utils.array_args("x")
 def unfold(
     x: jnp.ndarray,
     kernel_size: int | Sequence[int],
@@ -108,6 +109,7 @@ def unfold(
     return p.reshape(p.shape[:-2] + (p.shape[-2] * p.shape[-1],))
 
 
+@utils.array_args("x")
 def fold(
     x: jnp.ndarray,
     output_size: Sequence[int],

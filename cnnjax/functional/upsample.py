@@ -15,6 +15,7 @@ RESIZE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) Keys cubic coefficient
 
 
+@utils.array_args("x")
 def upsample_nearest(x: jax.Array, scale: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Nearest-neighbour upsampling by integer factors: every pixel becomes a ``scale`` block.
 
@@ -139,6 +140,7 @@ def output_size(in_size: Sequence[int], scale_factor: Sequence[float]) -> tuple[
     return tuple(int(math.floor(float(i) * float(s))) for i, s in zip(in_size, scale_factor))
 
 
+@utils.array_args("x")
 def resize(
     x: jax.Array,
     size: Sequence[int] | None = None,
@@ -259,6 +261,7 @@ def _shuffle_args(x, factor, spatial_dims, fn):
     return x, n, utils.as_tuple(factor, n, "factor", fn, minimum=1)
 
 
+@utils.array_args("x")
 def pixel_shuffle(x: jax.Array, factor: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Depth-to-space: ``(*batch, *spatial, C * prod(r)) -> (*batch, *(spatial * r), C)``.
 
@@ -294,6 +297,7 @@ def pixel_shuffle(x: jax.Array, factor: int | Sequence[int], *, spatial_dims: in
     return x.transpose(perm).reshape(batch + tuple(s * f for s, f in zip(spatial, r)) + (c,))
 
 
+@utils.array_args("x")
 def pixel_unshuffle(x: jax.Array, factor: int | Sequence[int], *, spatial_dims: int | None = None) -> jax.Array:
     """Space-to-depth, the inverse of :func:`pixel_shuffle`.
 

@@ -8,8 +8,12 @@ the function, the argument, what was received and what is allowed.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import jax
 
 import jax.numpy as jnp
 import numpy as np
@@ -63,23 +67,58 @@ def as_float_tuple(value: Any, n: int, name: str, fn: str) -> tuple[float, ...]:
 def as_array(x: Any, fn: str, name: str = "x") -> Any:
     """``x`` as a jax array, or a TypeError naming ``fn`` and ``name`` for what is not numeric data.
 
-    Refuses what ``jnp.asarray`` would refuse with an error that names neither (None,
-    strings, ragged or mixed lists, objects), and bools and strings it would accept silently
-    as data of the wrong kind. Tracers pass through.
+    Refuses, with an error that names the function and the argument, what ``jnp.asarray``
+    would refuse with one that names neither (None, strings, ragged or mixed lists,
+    objects). Arrays, tracers and NNX variables pass through.
     """
-    if isinstance(x, (jnp.ndarray, np.ndarray)) and not isinstance(x, np.ndarray) or hasattr(x, "aval"):
+    if isinstance(x, jax.Array):
         return x
+    if hasattr(x, "__jax_array__"):
+        return jnp.asarray(x)
     if x is None or isinstance(x, (str, bytes, dict, set)):
-        raise TypeError(f"{fn}: {name} must be an array of shape (*batch, *spatial, C), got {type(x).__name__} {x!r:.60}")
+        raise TypeError(f"{fn}: {name} must be an array, got {type(x).__name__} {x!r:.60}")
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{fn}: {name} must be an array (or a nested list of numbers), got {type(x).__name__} that numpy "
-                        f"cannot read as one: {e}") from None
-    if arr.dtype == object or arr.dtype.kind in "USV":
-        raise TypeError(f"{fn}: {name} must be numeric, got {type(x).__name__} with elements of dtype {arr.dtype} "
+        raise TypeError(f"{fn}: {name} must be an array (or a nested list of numbers), got a {type(x).__name__} "
+                        f"that numpy cannot read as one: {e}") from None
+    if arr.dtype == object or arr.dtype.kind in "US":  # kind "V" includes bfloat16 and float8
+        raise TypeError(f"{fn}: {name} must be numeric, got a {type(x).__name__} whose elements are {arr.dtype} "
                         f"(None, strings or ragged lists inside it?)")
-    return jnp.asarray(x)
+    return jnp.asarray(arr)
+
+
+def array_args(*names: str, fn: str | None = None) -> Callable:
+    """Decorator: the named arguments go through :func:`as_array` before the body runs.
+
+    An argument that may be ``None`` (a ``None`` default or ``| None`` annotation) stays ``None``. The error names
+    ``fn`` (default: the function's name, or the class name for a method), so a layer's
+    ``__call__`` reports the layer, not the functional op under it.
+    """
+    def decorate(f: Callable) -> Callable:
+        sig = inspect.signature(f)
+        method = next(iter(sig.parameters), None) == "self"
+        # None stays None where the signature allows it: a None default or "| None" in the annotation
+        optional = {n for n in names if sig.parameters[n].default is None or "None" in str(sig.parameters[n].annotation)}
+
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError:
+                return f(*args, **kwargs)  # Python's own message for a wrong call
+            label = fn or (type(args[0]).__name__ if method and args else f.__name__)
+            for name in names:
+                if name in bound.arguments:
+                    value = bound.arguments[name]
+                    if value is None and name in optional:
+                        continue
+                    bound.arguments[name] = as_array(value, label, name)
+            return f(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def spatial_rank(fn: str, *candidates: tuple[str, Any], spatial_dims: int | None = None) -> int:

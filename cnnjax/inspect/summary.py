@@ -42,9 +42,10 @@ class LayerRow:
     mult_adds: int
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Summary:
-    """The table's rows and totals; ``str(summary)`` is the printed table."""
+    """The table's rows and totals; ``str(summary)`` and ``repr(summary)`` are the table, so
+    ``print(summary(...))`` and a notebook cell ending in ``summary(...)`` both show it once."""
 
     rows: list[LayerRow]
     input_shape: tuple[int, ...]
@@ -78,8 +79,22 @@ class Summary:
         ]
         return "\n".join(out)
 
+    __repr__ = __str__
 
-def _mult_adds(module: nnx.Module, x: Any, y: Any) -> int:
+
+MULT_ADDS = ("products", "torchinfo")
+
+
+def _torchinfo_mult_adds(module: nnx.Module, y: Any) -> int:
+    """torchinfo's count: every parameter (biases and norm scales too) once per output position of a
+    conv, once per example elsewhere."""
+    per = math.prod(y.shape[:-1]) if isinstance(module, (nn.Conv, nn.ConvTranspose)) else y.shape[0]
+    return sum(math.prod(v.shape) for v in jax.tree.leaves(nnx.state(module, nnx.Param))) * per
+
+
+def _mult_adds(module: nnx.Module, x: Any, y: Any, convention: str = "products") -> int:
+    if convention == "torchinfo":
+        return _torchinfo_mult_adds(module, y)
     if isinstance(module, nn.Conv):
         k = module.kernel.shape
         return math.prod(y.shape) * math.prod(k[:-1])  # each output: prod(k) * C_in/groups products
@@ -92,7 +107,7 @@ def _mult_adds(module: nnx.Module, x: Any, y: Any) -> int:
 
 
 @contextlib.contextmanager
-def _record(paths: dict[int, tuple], rows: list) -> Iterator[None]:
+def _record(paths: dict[int, tuple], rows: list, convention: str = "products") -> Iterator[None]:
     originals = {cls: cls.__call__ for cls in LAYER_TYPES}
 
     def wrap(cls, call):
@@ -102,7 +117,7 @@ def _record(paths: dict[int, tuple], rows: list) -> Iterator[None]:
             if path is not None:
                 params = sum(math.prod(v.shape) for v in jax.tree.leaves(nnx.state(self, nnx.Param)))
                 name = ".".join(str(p) for p in path if p != "layers") or "(model)"
-                rows.append(LayerRow(name, cls.__name__, tuple(y.shape), params, _mult_adds(self, x, y)))
+                rows.append(LayerRow(name, cls.__name__, tuple(y.shape), params, _mult_adds(self, x, y, convention)))
             return y
 
         return recorded
@@ -116,27 +131,39 @@ def _record(paths: dict[int, tuple], rows: list) -> Iterator[None]:
             cls.__call__ = call
 
 
-def summary(model: nnx.Module, input_shape: Sequence[int], *, dtype: Any = jnp.float32, print_table: bool = True) -> Summary:
+def summary(model: nnx.Module, input_shape: Sequence[int], *, dtype: Any = jnp.float32, mult_adds: str = "products",
+            print_table: bool = False) -> Summary:
     """A per-layer table like torchinfo's: path, type, output shape, parameters, multiply-adds.
 
     Nothing is computed: the model runs under ``jax.eval_shape`` (in eval mode, on a copy),
     so even an abstract model from ``nnx.eval_shape`` can be summarised. Mult-adds count
-    the convolutions and linear layers for the given input (batch included).
+    the convolutions and linear layers for the given input (batch included): with
+    ``mult_adds="products"`` the multiplications ``w * x`` only; with ``"torchinfo"``
+    torchinfo's convention, which adds one per bias (and norm scale and shift) per output,
+    so the numbers equal the tables of ``torchinfo.summary``.
+
+    The result is the table: ``print(summary(...))`` shows it (once), as does a notebook
+    cell that ends with ``summary(...)``.
 
     Args:
       model: any NNX module built from :mod:`cnnjax.nn` layers and ``nnx.Linear``.
       input_shape: the full input shape, batch included, e.g. ``(1, 224, 224, 3)``.
-      print_table: print the table (it is also ``str()`` of the result).
+      mult_adds: "products" (default) or "torchinfo".
+      print_table: also print the table here.
 
     Returns:
       A :class:`Summary` with ``rows`` and totals.
 
     Example:
       >>> from cnnjax.models import create
-      >>> s = summary(create("simple_cnn"), (1, 28, 28, 1), print_table=False)
+      >>> s = summary(create("simple_cnn"), (1, 28, 28, 1))
       >>> s.trainable_params, s.mult_adds, s.rows[0].output_shape
       (106154, 316680, (1, 28, 28, 6))
+      >>> summary(create("mnist1d_cnn"), (100, 40, 1), mult_adds="torchinfo").mult_adds  # the lecture's 1.07 M
+      1072000
     """
+    if mult_adds not in MULT_ADDS:
+        raise ValueError(f"summary: mult_adds must be one of {MULT_ADDS}, got mult_adds={mult_adds!r}")
     graphdef, state = nnx.split(model)
     rows: list[LayerRow] = []
 
@@ -144,7 +171,7 @@ def summary(model: nnx.Module, input_shape: Sequence[int], *, dtype: Any = jnp.f
         m = nnx.merge(graphdef, state)
         m.eval()
         paths = {id(node): path for path, node in nnx.iter_graph(m) if isinstance(node, LAYER_TYPES)}
-        with _record(paths, rows):
+        with _record(paths, rows, mult_adds):
             return m(x)
 
     jax.eval_shape(run, state, jax.ShapeDtypeStruct(tuple(input_shape), dtype))

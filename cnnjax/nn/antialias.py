@@ -8,6 +8,8 @@ import jax
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
+from cnnjax.nn import validation
 
 
 class BlurPool(nnx.Module):
@@ -20,9 +22,12 @@ class BlurPool(nnx.Module):
 
     def __init__(self, filter_size: int = 3, stride: Any = 2, *, padding_mode: str = "reflect",
                  spatial_dims: int | None = None):
-        F.binomial_filter(filter_size, 1)  # validates filter_size now rather than at the first call
+        n = utils.spatial_rank("BlurPool", ("stride", stride), spatial_dims=spatial_dims)
+        validation.check_config("BlurPool", "blur_pool", lambda p: F.blur_pool(
+            p, filter_size, stride, padding_mode=padding_mode, spatial_dims=spatial_dims), n)
         self.filter_size, self.stride, self.padding_mode, self.spatial_dims = filter_size, stride, padding_mode, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.blur_pool(x, self.filter_size, self.stride, padding_mode=self.padding_mode, spatial_dims=self.spatial_dims)
 
@@ -40,6 +45,7 @@ class APSPool(nnx.Module):
     def __init__(self, stride: Any = 2, *, p: float = 2.0, spatial_dims: int | None = None):
         self.stride, self.p, self.spatial_dims = stride, p, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, phase: jax.Array | None = None, *, return_phase: bool = False):
         return F.aps_pool(x, self.stride, phase=phase, p=self.p, spatial_dims=self.spatial_dims,
                           return_phase=return_phase)

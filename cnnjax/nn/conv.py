@@ -89,12 +89,13 @@ class Conv(nnx.Module):
         self.stride, self.padding, self.padding_mode = stride, padding, padding_mode
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, *, add_bias: bool = True) -> jax.Array:
         """``(*batch, *spatial, C_in) -> (*batch, *out, C_out)``. ``add_bias`` is deprecated (a fusion is the backend's
         business, not the layer's)."""
         if not add_bias:
             warnings.warn("Conv(..., add_bias=False) is deprecated: build the layer with use_bias=False instead",
-                          DeprecationWarning, stacklevel=2)
+                          DeprecationWarning, stacklevel=3)  # past utils.array_args
         bias = self.bias[...] if self.bias is not None and add_bias else None
         x, kernel, bias = _cast(self.dtype, x, self.kernel[...], bias)
         return F.conv(
@@ -144,6 +145,7 @@ class ConvTranspose(nnx.Module):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.dilation, self.groups, self.dtype = dilation, groups, dtype
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         bias = self.bias[...] if self.bias is not None else None
         x, kernel, bias = _cast(self.dtype, x, self.kernel[...], bias)

@@ -7,6 +7,7 @@ from typing import Callable
 import jax
 from flax import nnx
 
+from cnnjax.functional import utils
 from cnnjax.nn import init
 from cnnjax.nn.conv import Conv
 
@@ -40,6 +41,7 @@ class SqueezeExcitation(nnx.Module):
         self.fc2 = Conv(squeeze_channels, input_channels, k, rngs=rngs)
         self.activation, self.scale_activation, self.spatial_dims = activation, scale_activation, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         axes = tuple(range(x.ndim - 1 - self.spatial_dims, x.ndim - 1))
         scale = x.mean(axis=axes, keepdims=True)

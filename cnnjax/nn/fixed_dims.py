@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import jax
 from flax import nnx
 
+from cnnjax.functional import utils
 from cnnjax.nn import init
 from cnnjax.nn.conv import Conv, ConvTranspose
 from cnnjax.nn.norm import BatchNorm
@@ -51,6 +52,7 @@ def _conv(n: int) -> type:
                              padding_mode=padding_mode, dilation=dilation, groups=groups, use_bias=bias,
                              spatial_dims=n, rngs=init.layer_rngs(rngs), **kwargs)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array) -> jax.Array:
             _check_rank(self, x, n)
             return super().__call__(x)
@@ -71,6 +73,7 @@ def _conv_transpose(n: int) -> type:
                              output_padding=output_padding, dilation=dilation, groups=groups, use_bias=bias,
                              spatial_dims=n, rngs=init.layer_rngs(rngs), **kwargs)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array) -> jax.Array:
             _check_rank(self, x, n)
             return super().__call__(x)
@@ -88,6 +91,7 @@ def _max_pool(n: int) -> type:
                      ceil_mode: bool = False):
             super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode, spatial_dims=n)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array) -> jax.Array:
             _check_rank(self, x, n)
             return super().__call__(x)
@@ -105,6 +109,7 @@ def _avg_pool(n: int) -> type:
             super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                              spatial_dims=n)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array) -> jax.Array:
             _check_rank(self, x, n)
             return super().__call__(x)
@@ -120,6 +125,7 @@ def _adaptive_avg_pool(n: int) -> type:
         def __init__(self, output_size: _Size):
             super().__init__(output_size, spatial_dims=n)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array) -> jax.Array:
             _check_rank(self, x, n)
             return super().__call__(x)
@@ -144,6 +150,7 @@ def _batch_norm(n: int) -> type:
             super().__init__(num_features, momentum=1.0 - momentum, eps=eps, use_scale=affine, use_bias=affine,
                              rngs=rngs, **kwargs)
 
+        @utils.array_args("x")
         def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
             _check_rank(self, x, n, allow_flat=n == 1)
             training = not (self.use_running_average if use_running_average is None else use_running_average)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 from cnnjax.nn import init
 from cnnjax.nn.conv import default_bias_init, default_kernel_init
 from cnnjax.nn.norm import BatchNorm
@@ -56,6 +57,7 @@ class LiftingConv(_GroupConvBase):
         super().__init__(shape, out_channels, group, stride, padding, padding_mode, dilation, use_bias,
                          kernel_init, bias_init, param_dtype, rngs)
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return self._conv(F.lifting_conv, x)
 
@@ -81,6 +83,7 @@ class GroupConv(_GroupConvBase):
         super().__init__(shape, out_channels, group, stride, padding, padding_mode, dilation, use_bias,
                          init, bias_init, param_dtype, rngs)
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return self._conv(F.group_conv, x)
 
@@ -117,5 +120,6 @@ class GroupPool(nnx.Module):
         F.group_order(group)
         self.group, self.reduce = group, reduce
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.group_pool(x, self.group, self.reduce)

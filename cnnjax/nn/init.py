@@ -26,6 +26,7 @@ import functools
 import math
 from typing import Any, Sequence
 
+import flax
 import jax
 import jax.extend.core
 import jax.extend.random
@@ -58,6 +59,19 @@ def dropout_stream(rngs: Any) -> Any:
     under ``nnx.eval_shape``."""
     with jax.ensure_compile_time_eval():
         return rngs.dropout.fork()
+
+
+def next_key(stream: Any, layer: str) -> Any:
+    """The next key of a layer's ``stream``; under plain ``jax.jit``/``jax.eval_shape`` Flax refuses to advance
+    a stream created outside the trace, and the error then says what to do instead."""
+    try:
+        return stream()
+    except flax.errors.TraceContextError:
+        raise flax.errors.TraceContextError(
+            f"{layer}: in training mode it draws a fresh random key from its rngs on every call, and Flax cannot "
+            f"update that stream inside plain jax.jit / jax.eval_shape / jax.grad of a closed-over model. Use nnx.jit / "
+            f"nnx.eval_shape / nnx.grad with the model as an argument, call model.eval() first if you meant "
+            f"inference, or pass key= explicitly") from None
 
 
 # The global stream of layers built without rngs=: plain Python numbers, not an nnx.Rngs, so that building a

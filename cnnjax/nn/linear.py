@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 from flax import nnx
 
+from cnnjax.functional import utils
 from cnnjax.nn import init
 
 
@@ -38,3 +40,8 @@ class Linear(nnx.Linear):
                  rngs: nnx.Rngs | None = None, **kwargs: Any):
         super().__init__(in_features, out_features, kernel_init=kernel_init or init.lecun_normal(),
                          bias_init=bias_init or init.zeros, rngs=_EagerKeys(init.layer_rngs(rngs)), **kwargs)
+
+    @utils.array_args("inputs")
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        """``(*batch, in_features) -> (*batch, out_features)``."""
+        return super().__call__(inputs)

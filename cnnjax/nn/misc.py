@@ -10,7 +10,7 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
-from cnnjax.nn import init
+from cnnjax.nn import init, validation
 
 
 class Upsample(nnx.Module):
@@ -48,21 +48,18 @@ class Upsample(nnx.Module):
         if scale is not None:
             n = utils.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
             scale = utils.as_tuple(scale, n, "scale", fn, minimum=1)
-        # Build-time validation: trace resize (no compute) on a large probe of the right rank.
-        probe = jax.ShapeDtypeStruct((4096,) * (n or 2) + (1,), jnp.float32)
-        try:
-            if size is not None:
-                jax.eval_shape(lambda p: F.resize(p, size, method, align_corners, antialias=antialias), probe)
-            else:
-                jax.eval_shape(lambda p: F.resize(
-                    p, scale_factor=scale_factor if scale is None else scale, method=method, align_corners=align_corners,
-                    antialias=antialias, spatial_dims=n or 2, recompute_scale_factor=recompute_scale_factor), probe)
-        except (TypeError, ValueError) as e:
-            raise type(e)(str(e).replace("resize:", f"{fn}:", 1)) from None
+        if size is not None:
+            validation.check_config(fn, "resize", lambda p: F.resize(p, size, method, align_corners, antialias=antialias),
+                                    n or 2, size=4096)
+        else:
+            validation.check_config(fn, "resize", lambda p: F.resize(
+                p, scale_factor=scale_factor if scale is None else scale, method=method, align_corners=align_corners,
+                antialias=antialias, spatial_dims=n or 2, recompute_scale_factor=recompute_scale_factor), n or 2, size=4096)
         self.scale, self.size, self.scale_factor, self.method = scale, size, scale_factor, method
         self.align_corners, self.spatial_dims, self.antialias = align_corners, spatial_dims, antialias
         self.recompute_scale_factor = recompute_scale_factor
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.size is not None:
             return F.resize(x, self.size, self.method, self.align_corners, antialias=self.antialias)
@@ -87,6 +84,7 @@ class PixelShuffle(nnx.Module):
     def __init__(self, factor: int | Sequence[int], *, spatial_dims: int | None = None):
         self.factor, self.spatial_dims = factor, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.pixel_shuffle(x, self.factor, spatial_dims=self.spatial_dims)
 
@@ -110,13 +108,14 @@ class Dropout(nnx.Module):
         self.rate, self.broadcast_dims, self.deterministic = rate, tuple(broadcast_dims), deterministic
         self.rngs = init.dropout_stream(rngs) if rngs is not None else None
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         if self.deterministic or self.rate == 0.0:
             return x
         if key is None:
             if self.rngs is None:
                 raise ValueError("Dropout: in training mode it needs rngs=nnx.Rngs(...) at construction or key= at call")
-            key = self.rngs()
+            key = init.next_key(self.rngs, "Dropout")
         return F.dropout(x, self.rate, key, broadcast_dims=self.broadcast_dims)
 
 
@@ -139,6 +138,7 @@ class Flatten(nnx.Module):
                              f"got num_dims={num_dims!r}")
         self.num_dims = num_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.num_dims is None:
             return x.reshape(x.shape[:1] + (-1,))
@@ -155,6 +155,7 @@ class Identity(nnx.Module):
       (3,)
     """
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return x
 
@@ -179,6 +180,7 @@ class StochasticDepth(nnx.Module):
         self.rate, self.mode, self.deterministic = rate, mode, deterministic
         self.rngs = init.dropout_stream(rngs) if rngs is not None and rate > 0 else None
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         if self.deterministic or self.rate == 0.0:
             return x
@@ -186,7 +188,7 @@ class StochasticDepth(nnx.Module):
             if self.rngs is None:
                 raise ValueError("StochasticDepth: in training mode it needs rngs=nnx.Rngs(...) at construction or "
                                  "key= at call")
-            key = self.rngs()
+            key = init.next_key(self.rngs, "StochasticDepth")
         return F.drop_path(x, self.rate, key, mode=self.mode)
 
 
@@ -205,5 +207,6 @@ class LayerScale(nnx.Module):
             raise ValueError(f"LayerScale: dim must be a positive int, got dim={dim!r}")
         self.scale = nnx.Param(jnp.full((dim,), init_value, param_dtype))
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return x * self.scale[...]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 from cnnjax.nn import init
 from cnnjax.nn.misc import Identity
 
@@ -51,6 +52,7 @@ class BatchNorm(nnx.Module):
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.use_running_average, self.axis_name, self.dtype = use_running_average, axis_name, dtype
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, residual: jax.Array | None = None,
                  relu: bool = False) -> jax.Array:
         """``bn(x)``. ``residual`` and ``relu`` are deprecated: write ``jax.nn.relu(bn(x) + residual)``."""
@@ -88,6 +90,7 @@ class LayerNorm(nnx.Module):
         self.scale, self.bias = _affine_params(shape, use_scale, use_bias, param_dtype)
         self.axis, self.eps = axis, eps
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.layer_norm(x, _value(self.scale), _value(self.bias), axis=self.axis, eps=self.eps)
 
@@ -108,6 +111,7 @@ class GroupNorm(nnx.Module):
         self.scale, self.bias = _affine_params((num_features,), use_scale, use_bias, param_dtype)
         self.num_groups, self.spatial_dims, self.eps = num_groups, spatial_dims, eps
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.group_norm(x, self.num_groups, _value(self.scale), _value(self.bias),
                             spatial_dims=self.spatial_dims, eps=self.eps)
@@ -126,6 +130,7 @@ class InstanceNorm(nnx.Module):
         self.scale, self.bias = _affine_params((num_features,), affine, affine, param_dtype)
         self.spatial_dims, self.eps = spatial_dims, eps
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.instance_norm(x, _value(self.scale), _value(self.bias), spatial_dims=self.spatial_dims, eps=self.eps)
 
@@ -141,6 +146,7 @@ class LocalResponseNorm(nnx.Module):
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 

@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 
 
 class MaxPool(nnx.Module):
@@ -23,6 +24,7 @@ class MaxPool(nnx.Module):
         self.window, self.stride, self.padding = window, stride, padding
         self.dilation, self.ceil_mode, self.spatial_dims = dilation, ceil_mode, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.max_pool(x, self.window, self.stride, self.padding, dilation=self.dilation,
                           ceil_mode=self.ceil_mode, spatial_dims=self.spatial_dims)
@@ -42,6 +44,7 @@ class AvgPool(nnx.Module):
         self.dilation, self.ceil_mode, self.spatial_dims = dilation, ceil_mode, spatial_dims
         self.count_include_pad = count_include_pad
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.avg_pool(x, self.window, self.stride, self.padding, dilation=self.dilation, ceil_mode=self.ceil_mode,
                           count_include_pad=self.count_include_pad, spatial_dims=self.spatial_dims)
@@ -58,6 +61,7 @@ class AdaptiveAvgPool(nnx.Module):
     def __init__(self, output_size: int | Sequence[int], *, spatial_dims: int | None = None):
         self.output_size, self.spatial_dims = output_size, spatial_dims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.adaptive_avg_pool(x, self.output_size, spatial_dims=self.spatial_dims)
 
@@ -73,5 +77,6 @@ class GlobalAvgPool(nnx.Module):
     def __init__(self, *, spatial_dims: int, keepdims: bool = False):
         self.spatial_dims, self.keepdims = spatial_dims, keepdims
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return F.global_avg_pool(x, spatial_dims=self.spatial_dims, keepdims=self.keepdims)

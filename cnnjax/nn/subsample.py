@@ -10,6 +10,7 @@ import jax
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 from cnnjax.nn.pool import MaxPool
 
 DOWNSAMPLE_MODES = ("stride", "max", "avg", "blur", "aps")
@@ -40,6 +41,7 @@ class Subsample(nnx.Module):
         self.stride = (stride,) * spatial_dims
         self.blur_size, self.padding_mode = blur_size, padding_mode
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, phase: jax.Array | None = None, *, return_phase: bool = False):
         if self.mode == "aps":
             return F.aps_pool(x, self.stride, phase=phase, return_phase=return_phase)
@@ -68,5 +70,6 @@ class MaxPoolSubsample(nnx.Module):
         self.pool = MaxPool(window, 1)
         self.subsample = Subsample(mode, stride, len(window), blur_size=blur_size)
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.subsample(self.pool(x))

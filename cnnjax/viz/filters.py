@@ -24,6 +24,10 @@ def conv_kernels(model: nnx.Module) -> dict[str, np.ndarray]:
     return out
 
 
+def _without_containers(path: str) -> str:
+    return ".".join(p for p in path.split(".") if p != "layers")
+
+
 def _kernel(model_or_kernel: Any, layer: str | None) -> tuple[np.ndarray, str]:
     if isinstance(model_or_kernel, nnx.Module):
         kernels = conv_kernels(model_or_kernel)
@@ -31,9 +35,16 @@ def _kernel(model_or_kernel: Any, layer: str | None) -> tuple[np.ndarray, str]:
             raise ValueError(f"plot_filters: {type(model_or_kernel).__name__} has no conv kernels")
         if layer is None:
             layer = next(iter(kernels))
-        if layer not in kernels:
-            raise ValueError(f"plot_filters: no conv layer {layer!r}; the model's are {', '.join(kernels)}")
-        return kernels[layer], layer
+        if layer in kernels:
+            return kernels[layer], layer
+        # The names of return_features and summary ("conv2", "conv2.0") name the same layers without the
+        # containers' "layers" step: a block's name means its first conv.
+        want = _without_containers(layer)
+        for name, k in kernels.items():
+            have = _without_containers(name)
+            if have == want or have.startswith(want + "."):
+                return k, name
+        raise ValueError(f"plot_filters: no conv layer {layer!r}; the model's are {', '.join(kernels)}")
     k = np.asarray(model_or_kernel, np.float32)
     if k.ndim not in (3, 4):
         raise ValueError(f"plot_filters: a kernel must be (kw, C_in, C_out) or (kh, kw, C_in, C_out), got shape {k.shape}")
@@ -52,7 +63,8 @@ def plot_filters(model_or_kernel: Any, layer: str | None = None, path: str | Pat
     Args:
       model_or_kernel: an ``nnx.Module`` (its first conv, or ``layer``) or a kernel
         ``(kh, kw, C_in, C_out)`` / ``(kw, C_in, C_out)``.
-      layer: the module path of the conv (see :func:`conv_kernels`).
+      layer: the module path of the conv (see :func:`conv_kernels`), or a name from
+        ``return_features`` or :func:`cnnjax.inspect.summary` ("conv2": that block's first conv).
       path: where to write the PNG.
       max_filters, max_channels: caps on what is drawn.
 

@@ -91,7 +91,7 @@ def test_aps_pads_odd_sizes_circularly_and_differentiates():
 
 
 def test_errors_name_the_argument():
-    with pytest.raises(ValueError, match=r"binomial_filter: size must be an int from 1 to 7, got size=9"):
+    with pytest.raises(ValueError, match=r"blur_pool: filter_size must be an int from 1 to 7, got filter_size=9"):
         blur_pool(jnp.ones((1, 8, 1)), 9, 2, spatial_dims=1)
     with pytest.raises(ValueError, match=r"blur_pool: cannot tell the number of spatial dims"):
         blur_pool(jnp.ones((1, 8, 8, 1)), 3, 2)

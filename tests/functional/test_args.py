@@ -57,7 +57,7 @@ CASES = [
     (lambda: F.max_unpool(jnp.ones((2, 2, 1)), jnp.zeros((2, 3, 1), jnp.int32), (4, 4)), ValueError,
      r"max_unpool: y and indices must have the same shape, got \(2, 2, 1\) and \(2, 3, 1\)"),
     # upsampling
-    (lambda: F.resize(X2, (4, 4), "area"), ValueError, r"resize: unknown method 'area'; allowed: 'nearest', 'bilinear', 'bicubic'"),
+    (lambda: F.resize(X2, (4, 4), "box"), ValueError, r"resize: unknown method 'box'; allowed: 'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area'"),
     (lambda: F.resize(X2, (4, 4), align_corners=True), ValueError, r"resize: align_corners=True only applies to 'bilinear' and 'bicubic'"),
     (lambda: F.resize(X2, 16), TypeError, r"resize: size must be a sequence with one int per spatial dim, got size=16"),
     (lambda: F.pixel_shuffle(X2, (3, 3)), ValueError, r"pixel_shuffle: the channel count 4 must be divisible by prod\(factor\)=9"),

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import pytest
 from flax import nnx
 
 from cnnjax import models
@@ -9,7 +10,7 @@ from cnnjax.inspect import count_params, summary
 
 
 def test_simple_cnn_rows_and_totals(capsys):
-    s = summary(models.create("simple_cnn"), (2, 28, 28, 1))
+    s = summary(models.create("simple_cnn"), (2, 28, 28, 1), print_table=True)
     printed = capsys.readouterr().out
     assert [(r.name, r.type, r.output_shape, r.params) for r in s.rows] == [
         ("conv1.0", "Conv", (2, 28, 28, 6), 60), ("conv1.2", "MaxPool", (2, 14, 14, 6), 0),
@@ -46,3 +47,22 @@ def test_summary_leaves_the_model_untouched():
     summary(model, (4, 32, 32, 3), print_table=False)
     after = nnx.state(model)
     assert all(bool((a == b).all()) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+def test_printing_the_summary_shows_the_table_once(capsys):
+    s = summary(models.create("mnist1d_cnn"), (1, 40, 1))
+    assert capsys.readouterr().out == ""  # building it prints nothing
+    print(s)
+    out = capsys.readouterr().out
+    assert out.count("Trainable params: 2,050") == 1
+    assert repr(s) == str(s)
+
+
+def test_torchinfo_mult_adds_count_the_bias_additions():
+    # the lecture's torchinfo table for its MNIST-1D CNN at batch 100: 1.07 M; products alone: 1,023,000
+    model = models.create("mnist1d_cnn")
+    assert summary(model, (100, 40, 1)).mult_adds == 1_023_000
+    s = summary(model, (100, 40, 1), mult_adds="torchinfo")
+    assert s.mult_adds == 1_072_000  # + one per bias per output: (19*15 + 9*15 + 4*15 + 10) * 100
+    with pytest.raises(ValueError, match="summary: mult_adds must be one of"):
+        summary(model, (1, 40, 1), mult_adds="flops")

@@ -208,3 +208,12 @@ def test_upsample_takes_torch_nn_upsample_arguments(torch, rng, kwargs):
 def test_upsample_validates_its_configuration_when_built(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         nn.Upsample(**kwargs)
+
+
+def test_dropout_under_plain_jax_jit_says_what_to_do_instead():
+    drop = nn.Dropout(0.5, rngs=nnx.Rngs(0))
+    with pytest.raises(Exception, match=r"Dropout: in training mode .* Use nnx.jit .* model.eval\(\)"):
+        jax.jit(lambda x: drop(x))(jnp.ones(4))
+    assert nnx.jit(lambda m, x: m(x))(drop, jnp.ones(4)).shape == (4,)
+    drop.eval()
+    np.testing.assert_array_equal(jax.jit(lambda x: drop(x))(jnp.ones(4)), jnp.ones(4))

@@ -76,6 +76,11 @@ def test_plot_filters_rgb_tiles_or_channel_rows(tmp_path, rng):
     net = models.create("digits_cnn", num_classes=10, in_channels=1, seed=0)
     assert list(conv_kernels(net)) == ["conv1.layers.0", "conv2.layers.0", "conv3.layers.0"]
     assert "conv1.layers.0" in fig_title(plot_filters(net))
+    # the names return_features and summary use reach the same convs
+    _, features = net(np.zeros((1, 8, 8, 1), np.float32), return_features=True)
+    assert "conv2" in features
+    assert "conv2.layers.0" in fig_title(plot_filters(net, "conv2"))
+    assert "conv3.layers.0" in fig_title(plot_filters(net, "conv3.0"))
     with pytest.raises(ValueError, match="no conv layer 'fc'; the model's are conv1.layers.0"):
         plot_filters(net, "fc")
     assert (tmp_path / "rgb.png").exists()
