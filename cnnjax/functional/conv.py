@@ -139,7 +139,6 @@ def convolve(
 
 
 def _conv(x, w, b, stride, padding, padding_mode, dilation, input_dilation, groups, precision, strategy, fn):
-    x, w = jnp.asarray(x), jnp.asarray(w)
     n = _check_kernel(w, fn)
     utils.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
     c_in, c_out = x.shape[-1], w.shape[-1]
@@ -228,7 +227,6 @@ def conv_transpose(
              [2., 0., 3., 0.]], dtype=float32)
     """
     fn = "conv_transpose"
-    x, w = jnp.asarray(x), jnp.asarray(w)
     n = _check_kernel(w, fn)
     utils.check_input(x, n, fn, why=f" (from w.ndim={w.ndim})")
     c_in = x.shape[-1]

@@ -34,7 +34,6 @@ def dropout(x, rate: float, key: Any, *, deterministic: bool = False, broadcast_
       [0.0, 2.0]
     """
     fn = "dropout"
-    x = jnp.asarray(x)
     if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"{fn}: rate must be a number in [0, 1], got rate={rate!r}")
     try:
@@ -73,7 +72,6 @@ def drop_path(x, rate: float, key: Any, *, mode: str = "row", deterministic: boo
       ([0.0, 2.0], True)
     """
     fn = "drop_path"
-    x = jnp.asarray(x)
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"{fn}: rate must be a number in [0, 1], got rate={rate!r}")
     if mode not in ("row", "batch"):

@@ -88,7 +88,6 @@ def batch_norm(
       [-1.22474  0.       1.22474] [0.2 0.3]
     """
     fn = "batch_norm"
-    x = jnp.asarray(x)
     utils.check_float(x, fn)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have a channel axis, got x.shape={tuple(x.shape)}")
@@ -182,7 +181,6 @@ def layer_norm(x, scale=None, bias=None, *, axis: int | Sequence[int] = -1, eps:
       [[-1.0, 1.0]]
     """
     fn = "layer_norm"
-    x = jnp.asarray(x)
     utils.check_float(x, fn)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     try:
@@ -219,7 +217,6 @@ def group_norm(x, num_groups: int, scale=None, bias=None, *, spatial_dims: int, 
       (2, 8, 8, 32)
     """
     fn = "group_norm"
-    x = jnp.asarray(x)
     utils.check_float(x, fn)
     n = utils.spatial_rank(fn, spatial_dims=spatial_dims)
     utils.check_input(x, n, fn)
@@ -250,7 +247,6 @@ def instance_norm(x, scale=None, bias=None, *, spatial_dims: int, eps: float = 1
       [-1.0, 1.0]
     """
     fn = "instance_norm"
-    x = jnp.asarray(x)
     utils.check_float(x, fn)
     n = utils.spatial_rank(fn, spatial_dims=spatial_dims)
     utils.check_input(x, n, fn)
@@ -280,7 +276,6 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
       (4, 4, 8)
     """
     fn = "local_response_norm"
-    x = jnp.asarray(x)
     utils.check_float(x, fn)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have a channel axis, got x.shape={tuple(x.shape)}")

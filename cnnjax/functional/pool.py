@@ -76,7 +76,6 @@ def max_pool(x: jax.Array, window: int | Sequence[int], stride: int | Sequence[i
       >>> max_pool(jnp.ones((8, 28, 28, 6)), (2, 2)).shape
       (8, 14, 14, 6)
     """
-    x = jnp.asarray(x)
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, "max_pool", spatial_dims)
     k, s, pads, d = tuple(k), tuple(s), tuple(map(tuple, pads)), tuple(d)
     impl = dispatch.implementation("max_pool", fn="max_pool", window=k, strides=s, pads=pads, dilation=d,
@@ -151,7 +150,6 @@ def avg_pool(
       >>> avg_pool(jnp.arange(4.).reshape(4, 1), (2,))[:, 0]
       Array([0.5, 2.5], dtype=float32)
     """
-    x = jnp.asarray(x)
     utils.check_float(x, "avg_pool")
     n, k, s, pads, d, extra = _geometry(x, window, stride, padding, dilation, ceil_mode, "avg_pool", spatial_dims)
     total = _window_sum(x, n, k, s, pads, d)
@@ -186,7 +184,6 @@ def lp_pool(x: jax.Array, p: float, window: int | Sequence[int], stride: int | S
       >>> lp_pool(jnp.array([3., 4.]).reshape(2, 1), 2, (2,))[:, 0]
       Array([5.], dtype=float32)
     """
-    x = jnp.asarray(x)
     utils.check_float(x, "lp_pool")
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p < float("inf"):
         raise ValueError(f"lp_pool: p must be a finite number > 0, got p={p!r}")
@@ -218,7 +215,6 @@ def global_avg_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) 
       >>> global_avg_pool(jnp.ones((8, 7, 7, 512)), spatial_dims=2).shape
       (8, 512)
     """
-    x = jnp.asarray(x)
     axes = _spatial_axes(x, spatial_dims, "global_avg_pool")
     acc = utils.accumulation_dtype(x.dtype)
     return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(x.dtype)
@@ -232,12 +228,10 @@ def global_max_pool(x: jax.Array, *, spatial_dims: int, keepdims: bool = False) 
       >>> global_max_pool(jnp.arange(6.).reshape(3, 2), spatial_dims=1)
       Array([4., 5.], dtype=float32)
     """
-    x = jnp.asarray(x)
     return jnp.max(x, axis=_spatial_axes(x, spatial_dims, "global_max_pool"), keepdims=keepdims)
 
 
 def _adaptive(x, output_size, spatial_dims, fn, reduce):
-    x = jnp.asarray(x)
     n = utils.spatial_rank(fn, ("output_size", output_size), spatial_dims=spatial_dims)
     utils.check_input(x, n, fn)
     out = utils.as_tuple(output_size, n, "output_size", fn, minimum=1)
@@ -322,7 +316,6 @@ def max_pool_with_indices(x: jax.Array, window: int | Sequence[int], stride: int
       >>> i[:, 0]
       Array([1, 2], dtype=int32)
     """
-    x = jnp.asarray(x)
     fn = "max_pool_with_indices"
     n, k, s, pads, d, _ = _geometry(x, window, stride, padding, dilation, ceil_mode, fn, spatial_dims)
     spatial = x.shape[-n - 1 : -1]
@@ -356,7 +349,6 @@ def max_unpool(y: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> 
       Array([0., 3., 2., 0.], dtype=float32)
     """
     fn = "max_unpool"
-    y, indices = jnp.asarray(y), jnp.asarray(indices)
     if tuple(y.shape) != tuple(indices.shape):
         raise ValueError(f"{fn}: y and indices must have the same shape, got {tuple(y.shape)} and {tuple(indices.shape)}")
     if not jnp.issubdtype(indices.dtype, jnp.integer):

@@ -105,7 +105,7 @@ def unfold(
     n, k, s, pads, d = utils.window_geometry(
         x, kernel_size, stride, padding, dilation, "unfold", spatial_dims=spatial_dims, window_name="kernel_size", what="kernel"
     )
-    p = patches(jnp.asarray(x), k, s, pads, d, padding_mode=padding_mode)
+    p = patches(x, k, s, pads, d, padding_mode=padding_mode)
     return p.reshape(p.shape[:-2] + (p.shape[-2] * p.shape[-1],))
 
 
@@ -139,7 +139,6 @@ def fold(
       ((5, 5, 2), 9.0, 1.0)
     """
     fn = "fold"
-    x = jnp.asarray(x)
     if not isinstance(output_size, Sequence) or isinstance(output_size, str):
         raise TypeError(f"{fn}: output_size must be a sequence of spatial sizes, got {output_size!r}")
     n = len(output_size)

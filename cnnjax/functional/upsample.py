@@ -32,7 +32,6 @@ def upsample_nearest(x: jax.Array, scale: int | Sequence[int], *, spatial_dims: 
       Array([1., 1., 2., 2.], dtype=float32)
     """
     fn = "upsample_nearest"
-    x = jnp.asarray(x)
     n = utils.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
     utils.check_input(x, n, fn)
     for dim, f in enumerate(utils.as_tuple(scale, n, "scale", fn, minimum=1)):
@@ -135,7 +134,7 @@ def _taps(out: int, size: int, method: str, align_corners: bool, scale: float | 
     return np.clip(idx, 0, size - 1), w
 
 
-def output_size(in_size: Sequence[int], scale_factor: Sequence[float]) -> tuple[int, ...]:
+def _scaled_size(in_size: Sequence[int], scale_factor: Sequence[float]) -> tuple[int, ...]:
     """PyTorch's output size for a ``scale_factor``: ``floor(in * s)`` per spatial dim."""
     return tuple(int(math.floor(float(i) * float(s))) for i, s in zip(in_size, scale_factor))
 
@@ -202,7 +201,6 @@ def resize(
       Array([1., 3.], dtype=float32)
     """
     fn = "resize"
-    x = utils.as_array(x, fn)
     if not isinstance(method, str):
         raise TypeError(f"{fn}: method must be a string, got method={method!r}")
     method = {"linear": "bilinear", "trilinear": "bilinear", "cubic": "bicubic"}.get(method, method)
@@ -227,10 +225,10 @@ def resize(
         n = utils.spatial_rank(fn, ("scale_factor", scale_factor), spatial_dims=spatial_dims)
         utils.check_input(x, n, fn)
         factors = utils.as_float_tuple(scale_factor, n, "scale_factor", fn)
-        size = output_size(x.shape[x.ndim - n - 1 : -1], factors)
+        size = _scaled_size(x.shape[x.ndim - n - 1 : -1], factors)
         if min(size) < 1:
             raise ValueError(
-                f"{fn}: scale_factor={scale_factor!r} shrinks the spatial shape {tuple(x.shape[x.ndim - n - 1:-1])} "
+                f"{fn}: scale_factor={scale_factor!r} shrinks the spatial shape {x.shape[x.ndim - n - 1 : -1]} "
                 f"to {size}; every output dim must be >= 1"
             )
         scales = (None,) * n if recompute_scale_factor else tuple(1.0 / f for f in factors)
@@ -239,7 +237,7 @@ def resize(
     dtype = x.dtype
     acc = utils.accumulation_dtype(dtype)
     x = x.astype(acc)
-    keeps_size = method == "nearest-exact" and size == tuple(x.shape[x.ndim - n - 1 : -1])
+    keeps_size = method == "nearest-exact" and size == x.shape[x.ndim - n - 1 : -1]
     for dim, (out, scale) in enumerate(zip(size, scales)):
         axis = x.ndim - n - 1 + dim
         if out == x.shape[axis] and (method in ("nearest", "bilinear") or antialias or keeps_size):
@@ -255,7 +253,6 @@ def resize(
 
 
 def _shuffle_args(x, factor, spatial_dims, fn):
-    x = jnp.asarray(x)
     n = utils.spatial_rank(fn, ("factor", factor), spatial_dims=spatial_dims)
     utils.check_input(x, n, fn)
     return x, n, utils.as_tuple(factor, n, "factor", fn, minimum=1)

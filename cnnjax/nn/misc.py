@@ -41,20 +41,16 @@ class Upsample(nnx.Module):
                              f"size={size!r}, scale_factor={scale_factor!r}")
         if mode is not None:
             method = mode
-        n = spatial_dims
-        for value in (scale, size, scale_factor):
-            if isinstance(value, Sequence) and not isinstance(value, str):
-                n = len(value)
         if scale is not None:
             n = utils.spatial_rank(fn, ("scale", scale), spatial_dims=spatial_dims)
             scale = utils.as_tuple(scale, n, "scale", fn, minimum=1)
-        if size is not None:
-            validation.check_config(fn, "resize", lambda p: F.resize(p, size, method, align_corners, antialias=antialias),
-                                    n or 2, size=4096)
         else:
-            validation.check_config(fn, "resize", lambda p: F.resize(
-                p, scale_factor=scale_factor if scale is None else scale, method=method, align_corners=align_corners,
-                antialias=antialias, spatial_dims=n or 2, recompute_scale_factor=recompute_scale_factor), n or 2, size=4096)
+            given = size if size is not None else scale_factor
+            n = len(given) if isinstance(given, Sequence) and not isinstance(given, str) else spatial_dims
+        factor = scale if scale is not None else scale_factor
+        validation.check_config(fn, "resize", lambda p: F.resize(
+            p, size, method, align_corners, scale_factor=factor, antialias=antialias, spatial_dims=n or 2,
+            recompute_scale_factor=recompute_scale_factor), n or 2, size=4096)
         self.scale, self.size, self.scale_factor, self.method = scale, size, scale_factor, method
         self.align_corners, self.spatial_dims, self.antialias = align_corners, spatial_dims, antialias
         self.recompute_scale_factor = recompute_scale_factor
@@ -68,7 +64,7 @@ class Upsample(nnx.Module):
         factor = self.scale if self.scale is not None else self.scale_factor
         n = self.spatial_dims
         if n is None and not isinstance(factor, Sequence):
-            n = utils.as_array(x, "Upsample").ndim - 2
+            n = x.ndim - 2
         return F.resize(x, scale_factor=factor, method=self.method, align_corners=self.align_corners,
                         antialias=self.antialias, recompute_scale_factor=self.recompute_scale_factor, spatial_dims=n)
 
