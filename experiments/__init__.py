@@ -10,6 +10,7 @@ STUDIES = (
     "padding_equivariance",
     "shift_consistency",
     "rotation_gcnn",
+    "rotated_digits",
     "normalization_ablation",
     "receptive_field_growth",
     "conv_vs_mlp",

@@ -37,7 +37,7 @@ def _quiet_absl():
 def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The TFDS builder for ``name``, prepared as ``array_record``.
 
-    cnnjax's own datasets (``mnist1d``, ``digits``, ``shapes``) are generated on first use.
+    cnnjax's own datasets (``mnist1d``, ``digits``, ``rotated_digits``, ``shapes``) are generated on first use.
     Catalog datasets must already be prepared in ``data_dir``: nothing is downloaded at run time.
     """
     data_dir = data_dir or default_data_dir()

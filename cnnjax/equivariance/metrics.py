@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import lax
 
 from cnnjax.equivariance.transforms import Transform, _fft_shift, _integer_shift, _linear_shift, spatial_axes
 from cnnjax.inspect import receptive_field
@@ -99,14 +100,39 @@ def border_mask(f: Callable, x: jax.Array, y: jax.Array, transform: Transform) -
     return np.stack(masks)
 
 
+def disc_mask(spatial: tuple[int, ...]) -> np.ndarray:
+    """``(H, W)`` bool: the pixels at most ``min(H, W) / 2 - 1`` from the centre.
+
+    A rotation about the centre keeps that disc inside the image, with the neighbours that
+    bilinear interpolation reads, so its pixels never come from outside: the mask that drops
+    the corners a rotation brings in.
+
+    Example:
+      >>> disc_mask((5, 5)).astype(int)
+      array([[0, 0, 0, 0, 0],
+             [0, 1, 1, 1, 0],
+             [0, 1, 1, 1, 0],
+             [0, 1, 1, 1, 0],
+             [0, 0, 0, 0, 0]])
+    """
+    if len(spatial) != 2:
+        raise ValueError(f"disc_mask: needs 2 spatial dims, got {tuple(spatial)}")
+    h, w = spatial
+    i, j = np.mgrid[:h, :w]
+    return np.hypot(i - (h - 1) / 2, j - (w - 1) / 2) <= min(h, w) / 2 - 1
+
+
 def _resolve_mask(mask: Any, f, x, y, transform, n) -> jax.Array | None:
     if mask is None:
         return None
     out_spatial = y.shape[-n - 1 : -1]
     if isinstance(mask, str):
-        if mask != "border":
-            raise ValueError(f"mask must be None, 'border', an int band or a boolean array, got {mask!r}")
-        m = border_mask(f, x, y, transform)
+        if mask not in ("border", "disc"):
+            raise ValueError(f"mask must be None, 'border', 'disc', an int band or a boolean array, got {mask!r}")
+        if mask == "disc":
+            m = np.broadcast_to(disc_mask(out_spatial), (len(transform.params), *out_spatial))
+        else:
+            m = border_mask(f, x, y, transform)
     elif isinstance(mask, (int, np.integer)):
         keep = [(np.arange(s) >= mask) & (np.arange(s) < s - mask) for s in out_spatial]
         m = np.broadcast_to(_outer_and(keep), (len(transform.params), *out_spatial))
@@ -197,8 +223,9 @@ def equivariance_error(f: Any, x: jax.Array, transform: Transform, *, out_transf
         the stride does not divide becomes a sub-pixel shift: see ``exact`` in :func:`compare`).
       mask: None (every unit); ``"border"`` (drop output units whose receptive field, from
         :func:`cnnjax.inspect.receptive_field`, comes within ``|shift|`` of a border:
-        what zero padding and wrap-around can reach); an int (drop that many units at each
-        border); or a boolean array broadcastable to the output's spatial shape.
+        what zero padding and wrap-around can reach); ``"disc"`` (keep the disc that a
+        rotation about the centre keeps inside the image, :func:`disc_mask`); an int (drop
+        that many units at each border); or a boolean array broadcastable to the output's spatial shape.
 
     Returns:
       ``(P,)`` float32 relative errors, one per parameter.
@@ -272,16 +299,65 @@ def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial
     return jnp.mean((a == b).astype(jnp.float32))
 
 
-def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, method: str = "fft",
-                   equivariant: bool = False) -> jax.Array:
-    """The Lie derivative of ``f`` along continuous translation (Gruver et al. 2023), per example.
+GENERATORS = ("translation", "rotation", "scale")
 
-    ``L f(x) = d/dt f(T_t x)`` at ``t = 0`` (invariance), or
-    ``d/dt T_t^-1 f(T_t x)`` with ``equivariant=True`` (the output map moves by ``t / S``
-    for its cumulative stride ``S``). ``T_t`` is a sub-pixel shift by ``t`` along one
-    spatial ``axis`` (``method`` "fft": circular band-limited; "linear": interpolation,
-    zero fill), and the derivative is one ``jax.jvp``. It is zero for a perfectly
-    invariant (equivariant) function; its size measures how far a model is from it.
+
+def _spectral_gradient(a: jax.Array, axis: int) -> jax.Array:
+    """``d a / d (index along axis)`` of the band-limited periodic interpolant (FFT)."""
+    size = a.shape[axis]
+    k = 2j * jnp.pi * jnp.fft.fftfreq(size)
+    if size % 2 == 0:
+        k = k.at[size // 2].set(0)  # the Nyquist term has no odd derivative
+    spec = jnp.fft.fft(a.astype(jnp.result_type(a.dtype, jnp.float32)), axis=axis)
+    shape = [1] * a.ndim
+    shape[axis] = size
+    return jnp.real(jnp.fft.ifft(spec * k.reshape(shape), axis=axis)).astype(a.dtype)
+
+
+def _central_gradient(a: jax.Array, axis: int) -> jax.Array:
+    """Central differences with zeros outside: ``(a[i + 1] - a[i - 1]) / 2``."""
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (1, 1)
+    p = jnp.pad(a, pad)
+    n = a.shape[axis]
+    return (lax.slice_in_dim(p, 2, n + 2, axis=axis) - lax.slice_in_dim(p, 0, n, axis=axis)) / 2
+
+
+def vector_field(a: jax.Array, generator: str, method: str) -> jax.Array:
+    """The infinitesimal rotation or scaling of ``a`` ``(*batch, H, W, C)`` about its centre: ``d/dt T_t a`` at 0.
+
+    Rotation (counter-clockwise, per radian): ``Y d/dX - X d/dY``; scaling (by ``e^t``):
+    ``-(X d/dX + Y d/dY)``, with ``(X, Y)`` the pixel's offset from the centre (``Y`` up) and
+    the derivatives spectral (``method="fft"``) or central differences (``"linear"``).
+    """
+    grad = _spectral_gradient if method == "fft" else _central_gradient
+    h, w = a.shape[-3:-1]
+    i = (jnp.arange(h) - (h - 1) / 2).reshape(h, 1, 1)
+    j = (jnp.arange(w) - (w - 1) / 2).reshape(1, w, 1)
+    d_i, d_j = grad(a, a.ndim - 3), grad(a, a.ndim - 2)  # along rows (down) and columns
+    if generator == "rotation":  # X = j, Y = -i, d/dX = d_j, d/dY = -d_i
+        return (-i * d_j + j * d_i).astype(a.dtype)
+    return (-(j * d_j + i * d_i)).astype(a.dtype)
+
+
+def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, method: str = "fft",
+                   equivariant: bool = False, generator: str = "translation") -> jax.Array:
+    """The Lie derivative of ``f`` along a continuous transformation (Gruver et al. 2023), per example.
+
+    ``L f(x) = d/dt f(T_t x)`` at ``t = 0`` (invariance), or ``d/dt T_t^-1 f(T_t x)`` with
+    ``equivariant=True``. The derivative is one ``jax.jvp``; it is zero for a perfectly
+    invariant (equivariant) function, and its size measures how far a model is from it.
+
+    ``generator`` picks ``T_t``:
+
+    - "translation": a sub-pixel shift by ``t`` along one spatial ``axis`` (``method`` "fft":
+      circular band-limited; "linear": interpolation, zero fill). With ``equivariant=True``
+      the output map moves by ``t / S`` for its cumulative stride ``S``.
+    - "rotation": by ``t`` radians counter-clockwise about the centre (2 spatial dims).
+    - "scale": zooming by ``e^t`` about the centre (2 spatial dims).
+
+    For rotation and scale the input's derivative is :func:`vector_field` (spectral
+    derivatives for ``method="fft"``, central differences for "linear").
 
     Returns:
       ``(B,)``: the norm of the derivative for each example (``x`` is ``(B, *spatial, C)``).
@@ -293,23 +369,33 @@ def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, me
     """
     if method not in ("fft", "linear"):
         raise ValueError(f"lie_derivative: method must be 'fft' or 'linear', got method={method!r}")
+    if generator not in GENERATORS:
+        raise ValueError(f"lie_derivative: generator must be one of {GENERATORS}, got generator={generator!r}")
+    if generator != "translation" and spatial_dims != 2:
+        raise ValueError(f"lie_derivative: generator={generator!r} needs spatial_dims=2, got {spatial_dims}")
     if not 0 <= axis < spatial_dims:
         raise ValueError(f"lie_derivative: axis must be in [0, {spatial_dims}), got axis={axis}")
     fn = as_function(f)
     n = spatial_dims
-    e = jnp.zeros(n).at[axis].set(1.0)
-
-    def move(a, t):
-        s = e * t
-        return _fft_shift(a, s, n) if method == "fft" else _linear_shift(a, s, n, circular=False)
-
     x = jnp.asarray(x)
-    y, dy = jax.jvp(lambda t: fn(move(x, t)), (jnp.float32(0.0),), (jnp.float32(1.0),))
+    if generator == "translation":
+        e = jnp.zeros(n).at[axis].set(1.0)
+
+        def move(a, t):
+            s = e * t
+            return _fft_shift(a, s, n) if method == "fft" else _linear_shift(a, s, n, circular=False)
+
+        y, dy = jax.jvp(lambda t: fn(move(x, t)), (jnp.float32(0.0),), (jnp.float32(1.0),))
+    else:
+        y, dy = jax.jvp(fn, (x,), (vector_field(x, generator, method),))
     if equivariant:
         if not has_spatial(y, x, n):
             raise ValueError(f"lie_derivative: equivariant=True needs a spatial output, got f(x).shape={tuple(y.shape)}")
-        stride = stride_between(x.shape, y.shape, n)[axis]
-        _, dmove = jax.jvp(lambda t: move(y, t / stride), (jnp.float32(0.0),), (jnp.float32(1.0),))
+        if generator == "translation":
+            stride = stride_between(x.shape, y.shape, n)[axis]
+            _, dmove = jax.jvp(lambda t: move(y, t / stride), (jnp.float32(0.0),), (jnp.float32(1.0),))
+        else:
+            dmove = vector_field(y, generator, method)
         dy = dy - dmove
     dy = dy.reshape(dy.shape[0], -1) if dy.ndim > 1 else dy[:, None]
     return jnp.linalg.norm(dy.astype(jnp.float32), axis=1)

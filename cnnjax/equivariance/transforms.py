@@ -1,8 +1,8 @@
 """Transforms of channels-last arrays, each a pure function of ``(x, param)`` that vmaps over ``param``.
 
 A :class:`Transform` bundles that function with a default stack of parameters (shifts,
-rotation counts, group elements), so one object describes "every 1-pixel shift" or "all
-of D4". ``x`` is ``(*batch, *spatial, C)``; the transform acts on the ``spatial_dims``
+rotation counts, angles, scale factors, affine matrices, group elements), so one object describes "every
+1-pixel shift", "every 15 degrees" or "all of D8". ``x`` is ``(*batch, *spatial, C)``; the transform acts on the ``spatial_dims``
 axes just before the channels, the same for every example in the batch.
 """
 
@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax import functional as F
 from cnnjax.functional import act_regular, group_order, transform_plane
+from cnnjax.functional.resample import SAMPLE_MODES, SAMPLE_PADDING_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,12 +247,105 @@ def rot90(k: Any = (1, 2, 3), *, spatial_dims: int = 2, plane: tuple[int, int] =
     return Transform("rot90", fn, params, spatial_dims)
 
 
+def _check_resampling(mode: str, padding_mode: str, name: str) -> None:
+    _check_mode(mode, SAMPLE_MODES, name)
+    if padding_mode not in SAMPLE_PADDING_MODES:
+        raise ValueError(f"{name}: padding_mode must be one of {SAMPLE_PADDING_MODES}, got padding_mode={padding_mode!r}")
+
+
+def _scalar_params(values: Any, name: str, what: str) -> np.ndarray:
+    p = np.atleast_1d(np.asarray(values, np.float32))
+    if p.ndim != 1 or not np.all(np.isfinite(p)):
+        raise ValueError(f"{name}: {what} must be a number or a list of finite numbers, got {values!r}")
+    return p
+
+
+def rotate(angles: Any = (45.0,), *, mode: str = "bilinear", padding_mode: str = "zeros") -> Transform:
+    """Rotation of ``(*batch, H, W, C)`` by any angle, in degrees counter-clockwise, about the image centre.
+
+    The plane is resampled with :func:`cnnjax.functional.grid_sample` (``mode``; what comes
+    in from outside the image per ``padding_mode``, zeros by default: drop those corners
+    with ``mask="disc"`` in the metrics, or keep the background at 0). Whole quarter turns
+    land on pixel centres and equal :func:`rot90` to float rounding.
+
+    Returns:
+      A :class:`Transform` with float ``params`` ``(P,)``.
+
+    Example:
+      >>> t = rotate([0, 90])
+      >>> t.apply_all(jnp.arange(4.0).reshape(2, 2, 1))[1, ..., 0]
+      Array([[1., 3.],
+             [0., 2.]], dtype=float32)
+    """
+    _check_resampling(mode, padding_mode, "rotate")
+    params = _scalar_params(angles, "rotate", "angles")
+    return Transform(f"rotate[{mode},{padding_mode}]", lambda x, a: F.rotate(x, a, mode, padding_mode), params, 2)
+
+
+def _affine_fn(mode: str, padding_mode: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    def fn(x, theta):
+        spatial_axes(x, 2)
+        batch = x.shape[:-3]
+        theta = jnp.broadcast_to(theta.astype(jnp.float32), batch + (2, 3))
+        return F.grid_sample(x, F.affine_grid(theta, x.shape), mode, padding_mode)
+    return fn
+
+
+def scale(factors: Any = (1.25,), *, mode: str = "bilinear", padding_mode: str = "zeros") -> Transform:
+    """Zoom by ``factor`` about the image centre: ``t(x)(c + s (p - c)) = x(p)`` (``s > 1`` enlarges).
+
+    Same resampling as :func:`rotate`; shrinking brings in pixels from outside (``padding_mode``).
+
+    Returns:
+      A :class:`Transform` with float ``params`` ``(P,)``.
+
+    Example:
+      >>> scale([1.0, 2.0]).params.tolist()
+      [1.0, 2.0]
+    """
+    _check_resampling(mode, padding_mode, "scale")
+    params = _scalar_params(factors, "scale", "factors")
+    if np.any(params <= 0):
+        raise ValueError(f"scale: factors must be positive, got {factors!r}")
+    affine_fn = _affine_fn(mode, padding_mode)
+
+    def fn(x, s):
+        inv = 1 / s
+        zero = jnp.zeros_like(inv)
+        return affine_fn(x, jnp.array([[inv, zero, zero], [zero, inv, zero]]))
+
+    return Transform(f"scale[{mode},{padding_mode}]", fn, params, 2)
+
+
+def affine(thetas: Any, *, mode: str = "bilinear", padding_mode: str = "zeros") -> Transform:
+    """Any affine resampling, given as :func:`cnnjax.functional.affine_grid`'s ``theta`` ``(2, 3)``.
+
+    ``theta`` maps output coordinates to input coordinates, normalised to ``[-1, 1]`` about
+    the image centre (PyTorch's convention): ``[[1, 0, 0], [0, 1, 0]]`` is the identity.
+
+    Returns:
+      A :class:`Transform` with ``params`` ``(P, 2, 3)``.
+
+    Example:
+      >>> affine([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]]).params.shape  # a shear
+      (1, 2, 3)
+    """
+    _check_resampling(mode, padding_mode, "affine")
+    params = np.asarray(thetas, np.float32)
+    params = params[None] if params.ndim == 2 else params
+    if params.ndim != 3 or params.shape[1:] != (2, 3):
+        raise ValueError(f"affine: thetas must be one (2, 3) matrix or a list of them, got shape {np.shape(thetas)}")
+    return Transform(f"affine[{mode},{padding_mode}]", _affine_fn(mode, padding_mode), params, 2)
+
+
 def group_action(group: str = "p4", *, on: str = "image", elements: Any = None) -> Transform:
-    """An element of C4 (``"p4"``) or D4 (``"p4m"``) acting on images or on regular group maps.
+    """An element of C_N or D_N (``"C8"``, ``"D4"``, ``"p4"`` = C4, ``"p4m"`` = D4...) acting on images or regular maps.
 
     ``on="image"`` transforms the plane of ``(*batch, H, W, C)``; ``on="regular"`` also
     permutes the group axis of ``(*batch, H, W, C * |G|)`` maps, as lifting and group convs
     produce (see :mod:`cnnjax.functional.group`). ``elements`` default to the whole group.
+    Quarter turns and mirrors are exact; other angles resample the plane (bilinear, zeros
+    outside, as :func:`rotate`).
 
     Example:
       >>> group_action("p4m").params.tolist()
@@ -263,7 +358,7 @@ def group_action(group: str = "p4", *, on: str = "image", elements: Any = None) 
     if np.any((params < 0) | (params >= n)):
         raise ValueError(f"group_action: elements of {group!r} are 0..{n - 1}, got {params.tolist()}")
     if on == "image":
-        branches = [partial(transform_plane, g=g) for g in range(n)]
+        branches = [partial(transform_plane, g=g, group=group) for g in range(n)]
     else:
         branches = [partial(act_regular, g=g, group=group) for g in range(n)]
 

@@ -58,6 +58,8 @@ from cnnjax.functional.norm import (
     local_response_norm,
 )
 from cnnjax.functional.padding import pad
+from cnnjax.functional import steerable
+from cnnjax.functional.resample import affine_grid, grid_sample, rotate
 from cnnjax.functional.shuffle import channel_shuffle
 from cnnjax.functional.pool import (
     adaptive_avg_pool,
@@ -80,6 +82,7 @@ __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool3d",
     "adaptive_max_pool",
+    "affine_grid",
     "aps_pool",
     "avg_pool",
     "avg_pool1d",
@@ -107,6 +110,7 @@ __all__ = [
     "fold",
     "global_avg_pool",
     "global_max_pool",
+    "grid_sample",
     "group_batch_norm",
     "group_conv",
     "group_norm",
@@ -132,6 +136,8 @@ __all__ = [
     "pixel_unshuffle",
     "polyphase_components",
     "resize",
+    "rotate",
+    "steerable",
     "transform_plane",
     "unfold",
     "upsample_nearest",

@@ -37,6 +37,7 @@ from cnnjax.nn.linear import Linear
 from cnnjax.nn.group import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
 from cnnjax.nn.norm import NORM_KINDS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, norm_layer, norm_relu
 from cnnjax.nn.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
+from cnnjax.nn.spatial_transformer import SpatialTransformer
 from cnnjax.nn.stages import ConvReLUMaxPool
 from cnnjax.nn.subsample import MaxPoolSubsample, Subsample
 
@@ -86,6 +87,7 @@ __all__ = [
     "NORM_KINDS",
     "PixelShuffle",
     "Sequential",
+    "SpatialTransformer",
     "SqueezeExcitation",
     "StochasticDepth",
     "Subsample",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays
+from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays, rotated_digit_images
 
 
 @pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
@@ -33,6 +33,29 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     np.testing.assert_allclose(ds.mean, ds.x_train.mean(), rtol=1e-5)  # statistics from the training split
 
 
+def test_rotated_digit_images_turn_without_clipping():
+    from sklearn.datasets import load_digits
+
+    d = load_digits().images[:6]
+    upright = rotated_digit_images(d, np.zeros(6))
+    turned = rotated_digit_images(d, np.array([90.0, 180.0, 270.0, 30.0, 45.0, 200.0]))
+    assert upright.shape == turned.shape == (6, 18, 18, 1) and upright.min() >= 0 and upright.max() <= 1
+    assert np.abs(upright[:, :3]).max() < 1e-6 and np.abs(upright[:, :, -3:]).max() < 1e-6  # the 3-pixel frame is empty
+    for k in (1, 2, 3):  # quarter turns are exact pixel permutations
+        np.testing.assert_allclose(turned[k - 1], np.rot90(upright[k - 1], k), atol=1e-6)
+    # any angle keeps the digit's ink inside the image (bicubic resampling changes the mass a little)
+    np.testing.assert_allclose(turned.sum((1, 2, 3))[3:], upright.sum((1, 2, 3))[3:], rtol=0.03)
+
+
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
+def test_rotated_digits_dataset_is_the_digits_split_each_turned_by_its_recorded_angle():
+    ds, plain = load_arrays("rotated_digits"), load_arrays("digits")
+    assert ds.x_train.shape == (1437, 18, 18, 1) and ds.x_test.shape == (360, 18, 18, 1)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), np.bincount(plain.y_test))
+    angles = ds.extras["train"]["angle"]
+    assert angles.min() >= 0 and angles.max() < 360 and np.std(angles) > 90  # uniform over the circle
+
+
 def test_shapes_labels_boxes_and_masks_agree():
     ds = load_arrays("shapes")
     assert ds.x_train.shape == (4000, 32, 32, 1) and ds.num_classes == 3
@@ -59,7 +82,7 @@ def test_catalog_dataset_that_is_not_prepared_says_where_and_how(tmp_path):
 
 
 def test_unknown_dataset_lists_what_exists(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, mnist1d_shuffled, shapes offline"):
+    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, mnist1d_shuffled, rotated_digits, shapes offline"):
         load_arrays("no_such_data", data_dir=str(tmp_path))
 
 

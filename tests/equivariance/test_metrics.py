@@ -105,7 +105,7 @@ def test_errors():
     x = jnp.ones((1, 8, 1))
     with pytest.raises(ValueError, match=r"equivariance needs an output with the input's 1 spatial dim"):
         equivariance_error(lambda a: a.sum((1, 2)), x, shift(1, spatial_dims=1))
-    with pytest.raises(ValueError, match=r"mask must be None, 'border', an int band or a boolean array"):
+    with pytest.raises(ValueError, match=r"mask must be None, 'border', 'disc', an int band or a boolean array"):
         equivariance_error(lambda a: a, x, shift(1, spatial_dims=1), mask="edges")
     with pytest.raises(ValueError, match=r"consistency: max_shift must be in \[0, 7\]"):
         consistency(lambda a: a, x, max_shift=9, key=jax.random.key(0), spatial_dims=1)

@@ -90,12 +90,26 @@ def test_conv_as_matrix_in_the_study_reproduces_the_convolutions(quick):
 
 @pytest.mark.integration
 def test_rotation_study_p4cnn_is_invariant_to_quarter_turns_and_z2_is_not(quick):
-    rows, _ = quick("rotation_gcnn")
+    rows, report = quick("rotation_gcnn")
+    assert {r["panel"] for r in rows} == {"A: rotated train and test", "B: upright train"}
+    assert "## A. Cohen & Welling's protocol" in report and "| 2.28 |" in report
     p4 = [r for r in rows if r["model"] == "p4cnn"]
     z2 = [r for r in rows if r["model"] == "z2cnn"]
     assert max(_floats(p4, "rot90_invariance_error")) < 1e-5 < min(_floats(z2, "rot90_invariance_error"))
     for r in p4:
-        assert r["acc_upright"] == r["acc_rot90"] == r["acc_rot180"] == r["acc_rot270"]
+        if r["panel"].startswith("B"):
+            assert r["acc_upright"] == r["acc_rot90"] == r["acc_rot180"] == r["acc_rot270"]
+
+
+@pytest.mark.integration
+def test_rotated_digits_group_models_are_exact_at_quarter_turns_and_closer_off_the_grid(quick):
+    rows, report = quick("rotated_digits")
+    assert {r["model"] for r in rows} == {"Z2", "C4", "D4", "C8", "D8", "C16"}
+    groups = [r for r in rows if r["model"] != "Z2"]
+    assert max(_floats(groups, "inv_trained_90")) < 1e-5 < min(_floats([r for r in rows if r["model"] == "Z2"], "inv_trained_90"))
+    c8, z2 = (_means(rows, ["model"], "inv_init_45")[m] for m in ("C8", "Z2"))
+    assert c8 < z2 / 2
+    assert "**Published direction.**" in report and "**Measured here.**" in report
 
 
 @pytest.mark.integration
@@ -178,8 +192,11 @@ def test_full_shift_study_aps_is_fully_consistent_and_blur_helps(tmp_path):
 
 @pytest.mark.slow
 def test_full_rotation_study_p4cnn_beats_z2_on_rotated_digits(tmp_path):
-    acc = _means(_run("rotation_gcnn", tmp_path, quick=False)[0], ["model"], "acc_random 90k")
-    assert acc["p4cnn"] > acc["z2cnn"] + 0.1
+    rows = _run("rotation_gcnn", tmp_path, quick=False)[0]
+    upright = _means([r for r in rows if r["panel"].startswith("B")], ["model"], "acc_random 90k")
+    assert upright["p4cnn"] > upright["z2cnn"] + 0.1
+    rotated = _means([r for r in rows if r["panel"].startswith("A")], ["model"], "test_error")
+    assert rotated["p4cnn"] < rotated["z2cnn"]
 
 
 @pytest.mark.slow

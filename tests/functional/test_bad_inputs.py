@@ -24,6 +24,7 @@ CALLS = {
     "adaptive_avg_pool2d": (F.adaptive_avg_pool2d, dict(x=X, output_size=2), ["x"]),
     "adaptive_avg_pool3d": (F.adaptive_avg_pool3d, dict(x=X3, output_size=2), ["x"]),
     "adaptive_max_pool": (F.adaptive_max_pool, dict(x=X, output_size=(2, 2)), ["x"]),
+    "affine_grid": (F.affine_grid, dict(theta=np.eye(2, 3)[None], size=(1, 4, 4, 1)), ["theta"]),
     "aps_pool": (F.aps_pool, dict(x=X, stride=(2, 2)), ["x"]),
     "avg_pool": (F.avg_pool, dict(x=X, window=(2, 2)), ["x"]),
     "avg_pool1d": (F.avg_pool1d, dict(x=X1, kernel_size=2), ["x"]),
@@ -44,6 +45,7 @@ CALLS = {
     "fold": (F.fold, dict(x=np.ones((1, 4, 4, 36), np.float32), output_size=(6, 6), kernel_size=(3, 3)), ["x"]),
     "global_avg_pool": (F.global_avg_pool, dict(x=X, spatial_dims=2), ["x"]),
     "global_max_pool": (F.global_max_pool, dict(x=X, spatial_dims=2), ["x"]),
+    "grid_sample": (F.grid_sample, dict(x=X, grid=np.zeros((1, 3, 3, 2), np.float32)), ["x", "grid"]),
     "group_batch_norm": (F.group_batch_norm, dict(x=np.ones((1, 4, 4, 8)), scale=np.ones(2), bias=np.zeros(2),
                                                   stats=F.init_batch_norm_stats(2), training=True), ["x", "scale", "bias"]),
     "group_conv": (F.group_conv, dict(x=np.ones((1, 6, 6, 8)), w=np.ones((3, 3, 2, 4, 3))), ["x", "w", "b"]),
@@ -69,13 +71,14 @@ CALLS = {
     "pixel_unshuffle": (F.pixel_unshuffle, dict(x=X, factor=(2, 2)), ["x"]),
     "polyphase_components": (F.polyphase_components, dict(x=X, stride=(2, 2)), ["x"]),
     "resize": (F.resize, dict(x=X, size=(3, 3)), ["x"]),
+    "rotate": (F.rotate, dict(x=X, angle=30.0), ["x"]),
     "transform_plane": (F.transform_plane, dict(x=X, g=1), ["x"]),
     "unfold": (F.unfold, dict(x=X, kernel_size=(3, 3)), ["x"]),
     "upsample_nearest": (F.upsample_nearest, dict(x=X, scale=(2, 2)), ["x"]),
 }
 # public names that take no array: sizes, counts, filters and settings
 NO_ARRAYS = {"binomial_filter", "compiler_options", "conv_output_size", "conv_param_count", "conv_strategy",
-             "conv_transpose_output_size", "group_order", "init_batch_norm_stats", "dispatch", "filters", "utils"}
+             "conv_transpose_output_size", "group_order", "init_batch_norm_stats", "dispatch", "filters", "steerable", "utils"}
 BAD = {"None": None, "str": "image", "mixed list": [[1.0, "a"], [2.0, 3.0]], "ragged list": [[1.0], [2.0, 3.0]],
        "dict": {"x": 1}, "object": object()}
 

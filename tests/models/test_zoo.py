@@ -34,7 +34,7 @@ PARAM_COUNTS = {
     "densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928,
     "inception_v3": 27_161_264,
     "unet": 31_036_546, "fcn": 11_769_814, "yolo_v1": 3_945_278,
-    "p4cnn": 21_940, "z2cnn": 22_270, "digits_cnn": 15_338,
+    "p4cnn": 21_940, "z2cnn": 22_270, "gcnn": 23_608, "digits_cnn": 15_338,
     # the modern families, torchvision's counts (GoogLeNet's with its two auxiliary heads, as its constructor builds)
     "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272, "wide_resnet50_2": 68_883_240,
     "wide_resnet101_2": 126_886_696, "googlenet": 13_004_888, "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496,

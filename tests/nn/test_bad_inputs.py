@@ -45,6 +45,7 @@ LAYERS = {
     "GroupNorm": (lambda: nn.GroupNorm(2, 4, spatial_dims=2), X),
     "GroupPool": (lambda: nn.GroupPool(), X),
     "InstanceNorm": (lambda: nn.InstanceNorm(4, spatial_dims=2), X),
+    "SpatialTransformer": (lambda: nn.SpatialTransformer(lambda x: x.reshape(x.shape[0], -1)[:, :3], 3), X),
     "LayerNorm": (lambda: nn.LayerNorm(4), X),
     "LayerScale": (lambda: nn.LayerScale(4), X),
     "LiftingConv": (lambda: nn.LiftingConv(4, 2, 3, rngs=nnx.Rngs(0)), X),
