@@ -77,3 +77,25 @@ def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs:
     shifted = boxes + (jnp.maximum(classes, 0).astype(boxes.dtype) * span)[:, None]
     scores = jnp.where(classes >= 0, jnp.asarray(scores), -jnp.inf)
     return nms(shifted, scores, iou_threshold, max_outputs, score_threshold)
+
+
+def select_detections(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs: int = 100,
+                      score_threshold: float = -jnp.inf, *, class_agnostic: bool = False):
+    """The detections NMS keeps, gathered into ``max_outputs`` fixed slots.
+
+    Args:
+      boxes ``(N, 4)``, scores ``(N,)``, classes ``(N,)``: candidates for one image.
+      class_agnostic: one NMS over all classes (default: per class, :func:`batched_nms`).
+
+    Returns:
+      ``boxes (M, 4)``, ``scores (M,)``, ``classes (M,)`` by decreasing score; unused slots have
+      class -1, score 0 and a zero box.
+    """
+    if class_agnostic:
+        keep = nms(boxes, jnp.where(jnp.asarray(classes) >= 0, scores, -jnp.inf), iou_threshold, max_outputs,
+                   score_threshold)
+    else:
+        keep = batched_nms(boxes, scores, classes, iou_threshold, max_outputs, score_threshold)
+    ok = keep >= 0
+    k = jnp.maximum(keep, 0)
+    return jnp.where(ok[:, None], boxes[k], 0.0), jnp.where(ok, scores[k], 0.0), jnp.where(ok, classes[k], -1)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax.detection.boxes import box_convert, box_iou
-from cnnjax.detection.nms import batched_nms
+from cnnjax.detection.nms import select_detections
 from cnnjax.functional import utils
 
 
@@ -137,7 +137,7 @@ def detect(pred, image_size, boxes_per_cell: int = 2, *, score_threshold: float 
     Args:
       pred: ``(*batch, S, S, B * 5 + C)`` raw outputs.
       image_size: ``(H, W)`` or an int.
-      score_threshold, iou_threshold, max_outputs: as in :func:`batched_nms`.
+      score_threshold, iou_threshold, max_outputs: as in :func:`~cnnjax.detection.batched_nms`.
 
     Returns:
       ``boxes (*batch, M, 4)`` xyxy pixels, ``scores (*batch, M)``, ``classes (*batch, M)``; padding
@@ -146,10 +146,7 @@ def detect(pred, image_size, boxes_per_cell: int = 2, *, score_threshold: float 
     boxes, scores, classes = decode_yolo(pred, image_size, boxes_per_cell)
 
     def one(b, s, c):
-        keep = batched_nms(b, s, c, iou_threshold, max_outputs, score_threshold)
-        ok = keep >= 0
-        k = jnp.maximum(keep, 0)
-        return jnp.where(ok[:, None], b[k], 0.0), jnp.where(ok, s[k], 0.0), jnp.where(ok, c[k], -1)
+        return select_detections(b, s, c, iou_threshold, max_outputs, score_threshold)
 
     f = one
     for _ in range(boxes.ndim - 2):

@@ -22,7 +22,7 @@ _CFGS = {
 }
 
 
-class _Classified(Model):
+class FeaturesClassifier(Model):
     """``features`` (conv stack), adaptive average pool, flatten, ``classifier`` (an MLP).
 
     ``features`` dict: ``block1``.. (after each max pool), ``pooled``, ``pre_logits``.
@@ -48,7 +48,7 @@ class _Classified(Model):
         return layers[-1](x), features
 
 
-class VGG(_Classified):
+class VGG(FeaturesClassifier):
     """VGG-11/13/16/19 (``batch_norm=True`` for the ``_bn`` variants), 224x224 input.
 
     ``cfg`` lists conv widths and ``"M"`` (2x2 max pool); ``hidden`` is the classifier's width.
@@ -97,7 +97,7 @@ for _name in _CFGS:
     register(f"{_name}_bn")(_vgg_builder(_name, True))
 
 
-class AlexNet(_Classified):
+class AlexNet(FeaturesClassifier):
     """AlexNet as in torchvision (61,100,840 params at 1000 classes), 224x224 input.
 
     ``local_response_norm=True`` adds the paper's LRN (size 5, alpha 1e-4, beta 0.75, k 2)
