@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from cnnjax.functional import utils
+
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
@@ -19,6 +21,7 @@ def _check_boxes(boxes, fn: str, name: str = "boxes"):
     return boxes
 
 
+@utils.array_args("boxes")
 def box_convert(boxes, in_fmt: str, out_fmt: str):
     """Convert boxes between ``xyxy`` (corners), ``xywh`` (top-left corner and size) and ``cxcywh`` (centre and size).
 
@@ -50,12 +53,14 @@ def box_convert(boxes, in_fmt: str, out_fmt: str):
     return jnp.stack([a, b, c, d], axis=-1)
 
 
+@utils.array_args("boxes")
 def box_area(boxes):
     """Areas of ``xyxy`` boxes ``(..., 4) -> (...)``; inverted boxes count as 0."""
     boxes = _check_boxes(boxes, "box_area")
     return jnp.clip(boxes[..., 2] - boxes[..., 0], 0) * jnp.clip(boxes[..., 3] - boxes[..., 1], 0)
 
 
+@utils.array_args("boxes1", "boxes2")
 def box_iou(boxes1, boxes2):
     """Pairwise intersection over union of ``xyxy`` boxes.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnjax.functional import utils
+
 
 def _iou_np(box, boxes):
     lo = np.maximum(box[:2], boxes[:, :2])
@@ -14,6 +16,7 @@ def _iou_np(box, boxes):
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+@utils.array_args("recall", "precision")
 def average_precision(recall, precision) -> float:
     """Area under the precision-recall curve after making precision non-increasing (VOC 2010+).
 
@@ -27,6 +30,7 @@ def average_precision(recall, precision) -> float:
     return float(np.sum((r[step + 1] - r[step]) * p[step + 1]))
 
 
+@utils.array_args("pred_boxes", "pred_scores", "pred_classes", "gt_boxes", "gt_classes")
 def mean_average_precision(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes,
                            iou_threshold: float = 0.5, num_classes: int | None = None) -> dict:
     """mAP at one IoU threshold (mAP@0.5 by default), as PASCAL VOC computes it.

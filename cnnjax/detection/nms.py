@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax.detection.boxes import _check_boxes, box_iou
+from cnnjax.functional import utils
 
 
+@utils.array_args("boxes", "scores")
 def nms(boxes, scores, iou_threshold: float = 0.5, max_outputs: int = 100, score_threshold: float = -jnp.inf):
     """Greedy non-maximum suppression, padded to ``max_outputs`` so the shape is static.
 
@@ -50,6 +52,7 @@ def nms(boxes, scores, iou_threshold: float = 0.5, max_outputs: int = 100, score
     return jax.lax.scan(pick, alive, None, length=max_outputs)[1]
 
 
+@utils.array_args("boxes", "scores", "classes")
 def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs: int = 100,
                 score_threshold: float = -jnp.inf):
     """Non-maximum suppression within each class: boxes of different classes never suppress each other.
@@ -79,6 +82,7 @@ def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs:
     return nms(shifted, scores, iou_threshold, max_outputs, score_threshold)
 
 
+@utils.array_args("boxes", "scores", "classes")
 def select_detections(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs: int = 100,
                       score_threshold: float = -jnp.inf, *, class_agnostic: bool = False):
     """The detections NMS keeps, gathered into ``max_outputs`` fixed slots.

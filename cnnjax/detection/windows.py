@@ -21,6 +21,7 @@ def _check_image(image, fn: str):
     return image
 
 
+@utils.array_args("image")
 def sliding_windows(image, window: int | Sequence[int], stride: int | Sequence[int] = 1):
     """Every ``window``-sized crop of ``image`` taken every ``stride`` pixels (no padding).
 
@@ -62,6 +63,7 @@ def _crops(image, window, stride):
     return jnp.moveaxis(out, (0, 1), (lead, lead + 1))
 
 
+@utils.array_args("image")
 def sliding_window_scores(classify: Callable, image, window: int | Sequence[int], stride: int | Sequence[int] = 1):
     """Run ``classify`` on every window: the brute-force dense score map.
 
@@ -83,6 +85,7 @@ def sliding_window_scores(classify: Callable, image, window: int | Sequence[int]
     return scores.reshape(lead + scores.shape[-1:])
 
 
+@utils.array_args("image")
 def image_pyramid(image, scales: Sequence[float], method: str = "bilinear") -> list:
     """The image resized by each scale, for detection across scales with one fixed-size window.
 
@@ -133,6 +136,7 @@ def _select_batch(boxes, scores, classes, iou_threshold, max_outputs, score_thre
                                                       class_agnostic=class_agnostic))(boxes, scores, classes)
 
 
+@utils.array_args("image")
 def multiscale_detect(classify: Callable, image, window: int | Sequence[int], stride: int | Sequence[int],
                       scales: Sequence[float], *, background: int | None = None, score_threshold: float = 0.5,
                       iou_threshold: float = 0.3, max_outputs: int = 20, class_agnostic: bool = False,

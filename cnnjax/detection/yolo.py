@@ -36,6 +36,7 @@ def _cell_boxes(xywh):
     return box_convert(jnp.stack([cx, cy, xywh[..., 2], xywh[..., 3]], -1), "cxcywh", "xyxy")
 
 
+@utils.array_args("boxes", "classes")
 def yolo_targets(boxes, classes, grid: int, image_size):
     """The YOLO grid target of one image (vmap for batches): each object goes to the cell holding its centre.
 
@@ -68,6 +69,7 @@ def yolo_targets(boxes, classes, grid: int, image_size):
     return t.reshape(grid, grid, 6)
 
 
+@utils.array_args("pred", "target")
 def yolo_loss(pred, target, boxes_per_cell: int = 2, lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
               iou_target: bool = True):
     """YOLO v1's sum-squared loss per image.
@@ -109,6 +111,7 @@ def yolo_loss(pred, target, boxes_per_cell: int = 2, lambda_coord: float = 5.0, 
     return per_cell.sum((-2, -1))
 
 
+@utils.array_args("pred")
 def decode_yolo(pred, image_size, boxes_per_cell: int = 2):
     """Every predicted box of every cell, in pixels: ``(boxes, scores, classes)``.
 
@@ -130,6 +133,7 @@ def decode_yolo(pred, image_size, boxes_per_cell: int = 2):
     return boxes.reshape(lead + (-1, 4)), scores.reshape(lead + (-1,)), classes.reshape(lead + (-1,))
 
 
+@utils.array_args("pred")
 def detect(pred, image_size, boxes_per_cell: int = 2, *, score_threshold: float = 0.05, iou_threshold: float = 0.5,
            max_outputs: int = 20):
     """Decode YOLO outputs and keep the boxes per-class NMS leaves: fixed-size, jit-able, batched.

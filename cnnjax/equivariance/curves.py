@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnjax.equivariance.metrics import compare
 from cnnjax.equivariance.transforms import Transform
+from cnnjax.functional import utils
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ def _values(transform: Transform) -> np.ndarray:
     return np.arange(len(p), dtype=np.float64)  # matrices: their index
 
 
+@utils.array_args("x")
 def error_curve(f: Any, x: jax.Array, transform: Transform, *, invariant: bool = False,
                 out_transform: Transform | None = None, mask: Any = None) -> ErrorCurve:
     """The relative (in)equivariance error of ``f`` at every parameter of ``transform``, as a curve.

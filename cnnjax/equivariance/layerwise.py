@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnjax.equivariance.metrics import has_spatial, as_function, expected_outputs, relative_error
 from cnnjax.equivariance.transforms import Transform
+from cnnjax.functional import utils
 
 
 @dataclasses.dataclass
@@ -76,6 +77,7 @@ class LayerwiseReport:
         return ax.figure
 
 
+@utils.array_args("x")
 def layerwise_equivariance(model: Any, x: jax.Array, transform: Transform, *,
                            out_transforms: dict[str, Transform] | None = None) -> LayerwiseReport:
     """The equivariance (or invariance) error after every named intermediate of a zoo model.

@@ -18,6 +18,7 @@ from flax import nnx
 from jax import lax
 
 from cnnjax.equivariance.transforms import Transform, _fft_shift, _integer_shift, _linear_shift, spatial_axes
+from cnnjax.functional import utils
 from cnnjax.inspect import receptive_field
 
 
@@ -77,6 +78,7 @@ def _outer_and(per_axis: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+@utils.array_args("x", "y")
 def border_mask(f: Callable, x: jax.Array, y: jax.Array, transform: Transform) -> np.ndarray:
     """``(P, *out_spatial)`` bool: output units whose receptive field stays at least ``|shift|`` from every border.
 
@@ -165,6 +167,7 @@ def apply_mask(a: jax.Array, mask: jax.Array | None) -> jax.Array:
     return a * mask.reshape(mask.shape[:1] + (1,) * (a.ndim - mask.ndim) + mask.shape[1:])
 
 
+@utils.array_args("actual", "expected")
 def relative_error(actual: jax.Array, expected: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """``(P,)``: ``||a_p - b_p|| / ||b_p||`` over all but the leading axis; ``mask`` ``(P, *spatial, 1)`` selects units."""
     diff, ref = apply_mask(actual - expected, mask), apply_mask(expected, mask)
@@ -198,6 +201,7 @@ def expected_outputs(x: jax.Array, y: jax.Array, transform: Transform, *, out_tr
     return transform.rescaled(stride).apply_all(y), transform.exact_under(stride), stride
 
 
+@utils.array_args("x")
 def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
             invariant: bool = False, mask: Any = None) -> Comparison:
     """Evaluate ``f`` on ``x`` and on every ``transform(x, p)``; build the expected outputs."""
@@ -210,6 +214,7 @@ def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transf
     return Comparison(actual, expected, m, exact, stride)
 
 
+@utils.array_args("x")
 def equivariance_error(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
                        mask: Any = None) -> jax.Array:
     """Relative equivariance error ``||f(t x) - t' f(x)|| / ||t' f(x)||`` for every parameter of ``transform``.
@@ -242,6 +247,7 @@ def equivariance_error(f: Any, x: jax.Array, transform: Transform, *, out_transf
     return compare(f, x, transform, out_transform=out_transform, mask=mask).errors()
 
 
+@utils.array_args("x")
 def invariance_error(f: Any, x: jax.Array, transform: Transform) -> jax.Array:
     """Relative invariance error ``||f(t x) - f(x)|| / ||f(x)||`` for every parameter: ``(P,)``.
 
@@ -254,6 +260,7 @@ def invariance_error(f: Any, x: jax.Array, transform: Transform) -> jax.Array:
     return compare(f, x, transform, invariant=True).errors()
 
 
+@utils.array_args("x")
 def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial_dims: int,
                 mode: str = "circular") -> jax.Array:
     """Shift consistency: the fraction of examples whose predicted class is the same under two random shifts.
@@ -340,6 +347,7 @@ def vector_field(a: jax.Array, generator: str, method: str) -> jax.Array:
     return (-(j * d_j + i * d_i)).astype(a.dtype)
 
 
+@utils.array_args("x")
 def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, method: str = "fft",
                    equivariant: bool = False, generator: str = "translation") -> jax.Array:
     """The Lie derivative of ``f`` along a continuous transformation (Gruver et al. 2023), per example.

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnjax.equivariance.metrics import Comparison, apply_mask, compare
 from cnnjax.equivariance.transforms import Transform
+from cnnjax.functional import utils
 
 #: (rtol, atol) by dtype: the check is ``max|f(t x) - t' f(x)| <= atol + rtol * max|t' f(x)|``.
 DEFAULT_TOLERANCES = {"float64": (1e-9, 1e-12), "float32": (1e-4, 1e-6), "bfloat16": (3e-2, 1e-3), "float16": (3e-2, 1e-3)}
@@ -47,6 +48,7 @@ def _check(c: Comparison, transform: Transform, what: str, rtol: float | None, a
     return report
 
 
+@utils.array_args("x")
 def assert_equivariant(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transform | None = None,
                        mask: Any = None, rtol: float | None = None, atol: float | None = None) -> list[dict]:
     """Assert ``f(t x) == t' f(x)`` for every parameter of ``transform`` (vmapped), with a readable failure.
@@ -79,6 +81,7 @@ def assert_equivariant(f: Any, x: jax.Array, transform: Transform, *, out_transf
     return _check(c, transform, "equivariant", rtol, atol)
 
 
+@utils.array_args("x")
 def assert_invariant(f: Any, x: jax.Array, transform: Transform, *, rtol: float | None = None,
                      atol: float | None = None) -> list[dict]:
     """Assert ``f(t x) == f(x)`` for every parameter of ``transform``; see :func:`assert_equivariant`.

@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 
 
+@utils.array_args("w")
 def conv_as_matrix(w: jax.Array, input_shape: Sequence[int], **conv_args: Any) -> jax.Array:
     """The matrix ``M`` with ``M @ x.ravel() == conv(x, w, **conv_args).ravel()``.
 
@@ -37,6 +39,7 @@ def conv_as_matrix(w: jax.Array, input_shape: Sequence[int], **conv_args: Any) -
     return jac.reshape(jac.shape[0], -1)
 
 
+@utils.array_args("w")
 def singular_values(w: jax.Array, input_size: Sequence[int]) -> jax.Array:
     """Exact singular values of a stride-1 circular convolution, via the FFT (Sedghi et al. 2019).
 

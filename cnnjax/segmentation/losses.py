@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnjax.functional import utils
+
 
 def _check(logits, labels, fn: str):
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -15,6 +17,7 @@ def _check(logits, labels, fn: str):
     return logits, labels
 
 
+@utils.array_args("logits", "labels")
 def pixel_cross_entropy(logits, labels, spatial_dims: int = 2):
     """Softmax cross-entropy averaged over the pixels of each example.
 
@@ -35,6 +38,7 @@ def pixel_cross_entropy(logits, labels, spatial_dims: int = 2):
     return ce.mean(axis=tuple(range(-spatial_dims, 0)))
 
 
+@utils.array_args("logits", "labels")
 def dice_loss(logits, labels, spatial_dims: int = 2, eps: float = 1.0):
     """Soft Dice loss per example, averaged over classes (Milletari et al. 2016).
 

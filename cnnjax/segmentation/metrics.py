@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from cnnjax.functional import utils
 
+
+@utils.array_args("pred", "labels")
 def confusion_matrix(pred, labels, num_classes: int):
     """``C[t, p]`` = number of pixels of true class ``t`` predicted as ``p``; jit-able (fixed size).
 
@@ -29,12 +32,14 @@ def confusion_matrix(pred, labels, num_classes: int):
     return counts.reshape(num_classes, num_classes).astype(jnp.int32)
 
 
+@utils.array_args("confusion")
 def pixel_accuracy(confusion):
     """Correct pixels over all pixels: ``trace(C) / sum(C)``."""
     confusion = jnp.asarray(confusion)
     return jnp.trace(confusion) / jnp.maximum(confusion.sum(), 1)
 
 
+@utils.array_args("confusion")
 def iou_per_class(confusion):
     """``IoU_k = C[k,k] / (Σ_p C[k,p] + Σ_t C[t,k] - C[k,k])``; NaN for classes in neither prediction nor label."""
     c = jnp.asarray(confusion, jnp.float32)
@@ -43,6 +48,7 @@ def iou_per_class(confusion):
     return jnp.where(union > 0, tp / jnp.where(union > 0, union, 1), jnp.nan)
 
 
+@utils.array_args("confusion")
 def mean_iou(confusion):
     """Mean of :func:`iou_per_class` over the classes that occur (as torchmetrics/mmseg report mIoU).
 

@@ -1,0 +1,80 @@
+"""Beyond functional and nn: the public functions of detection, segmentation, equivariance and inspect refuse
+non-array inputs with a TypeError naming the function and the argument (functional and nn have their own batteries)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cnnjax.detection as det
+import cnnjax.equivariance as eq
+import cnnjax.inspect as ins
+import cnnjax.segmentation as seg
+
+B = np.array([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]], np.float32)
+S = np.array([0.9, 0.8], np.float32)
+C = np.array([0, 1], np.int32)
+IMG = np.zeros((16, 16, 1), np.float32)
+PRED = np.zeros((7, 7, 12), np.float32)
+LOGITS = np.zeros((1, 4, 4, 3), np.float32)
+LABELS = np.zeros((1, 4, 4), np.int32)
+X = np.ones((2, 8, 1), np.float32)
+T = eq.shift([1], spatial_dims=1)
+IDENT = lambda a: a  # noqa: E731
+CLASSIFY = lambda w: jnp.ones((w.shape[0], 2))  # noqa: E731
+
+# name -> (function, valid keyword arguments, the array arguments to spoil)
+CALLS = {
+    "box_convert": (det.box_convert, dict(boxes=B, in_fmt="xyxy", out_fmt="xywh"), ["boxes"]),
+    "box_area": (det.box_area, dict(boxes=B), ["boxes"]),
+    "box_iou": (det.box_iou, dict(boxes1=B, boxes2=B), ["boxes1", "boxes2"]),
+    "nms": (det.nms, dict(boxes=B, scores=S), ["boxes", "scores"]),
+    "batched_nms": (det.batched_nms, dict(boxes=B, scores=S, classes=C), ["boxes", "scores", "classes"]),
+    "select_detections": (det.select_detections, dict(boxes=B, scores=S, classes=C), ["boxes", "scores", "classes"]),
+    "sliding_windows": (det.sliding_windows, dict(image=IMG, window=4), ["image"]),
+    "sliding_window_scores": (det.sliding_window_scores, dict(classify=CLASSIFY, image=IMG, window=4), ["image"]),
+    "image_pyramid": (det.image_pyramid, dict(image=IMG, scales=[1.0]), ["image"]),
+    "multiscale_detect": (det.multiscale_detect, dict(classify=CLASSIFY, image=IMG, window=8, stride=4, scales=[1.0]),
+                          ["image"]),
+    "yolo_targets": (det.yolo_targets, dict(boxes=B, classes=C, grid=7, image_size=16), ["boxes", "classes"]),
+    "yolo_loss": (det.yolo_loss, dict(pred=PRED, target=np.zeros((7, 7, 6), np.float32)), ["pred", "target"]),
+    "decode_yolo": (det.decode_yolo, dict(pred=PRED, image_size=16), ["pred"]),
+    "detect": (det.detect, dict(pred=PRED, image_size=16), ["pred"]),
+    "average_precision": (det.average_precision, dict(recall=np.array([0.5, 1.0]), precision=np.array([1.0, 0.5])),
+                          ["recall", "precision"]),
+    "mean_average_precision": (det.mean_average_precision, dict(pred_boxes=B[None], pred_scores=S[None], pred_classes=C[None],
+                                                                gt_boxes=B[None], gt_classes=C[None]),
+                               ["pred_boxes", "pred_scores", "pred_classes", "gt_boxes", "gt_classes"]),
+    "pixel_cross_entropy": (seg.pixel_cross_entropy, dict(logits=LOGITS, labels=LABELS), ["logits", "labels"]),
+    "dice_loss": (seg.dice_loss, dict(logits=LOGITS, labels=LABELS), ["logits", "labels"]),
+    "confusion_matrix": (seg.confusion_matrix, dict(pred=LABELS, labels=LABELS, num_classes=3), ["pred", "labels"]),
+    "pixel_accuracy": (seg.pixel_accuracy, dict(confusion=np.eye(3)), ["confusion"]),
+    "iou_per_class": (seg.iou_per_class, dict(confusion=np.eye(3)), ["confusion"]),
+    "mean_iou": (seg.mean_iou, dict(confusion=np.eye(3)), ["confusion"]),
+    "equivariance_error": (eq.equivariance_error, dict(f=IDENT, x=X, transform=T), ["x"]),
+    "invariance_error": (eq.invariance_error, dict(f=IDENT, x=X, transform=T), ["x"]),
+    "compare": (eq.compare, dict(f=IDENT, x=X, transform=T), ["x"]),
+    "error_curve": (eq.error_curve, dict(f=IDENT, x=X, transform=T), ["x"]),
+    "assert_equivariant": (eq.assert_equivariant, dict(f=IDENT, x=X, transform=T), ["x"]),
+    "assert_invariant": (eq.assert_invariant, dict(f=lambda a: a.sum((1, 2)), x=X, transform=T), ["x"]),
+    "lie_derivative": (eq.lie_derivative, dict(f=IDENT, x=X, spatial_dims=1), ["x"]),
+    "relative_error": (eq.relative_error, dict(actual=X, expected=X), ["actual", "expected"]),
+    "conv_as_matrix": (ins.conv_as_matrix, dict(w=np.ones((3, 1, 1), np.float32), input_shape=(8, 1)), ["w"]),
+    "singular_values": (ins.singular_values, dict(w=np.ones((3, 1, 1), np.float32), input_size=(8,)), ["w"]),
+}
+BAD = {"None": None, "str": "image", "mixed list": [[1.0, "a"], [2.0, 3.0]], "ragged list": [[1.0], [2.0, 3.0]],
+       "dict": {"x": 1}, "object": object()}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_non_array_inputs_get_a_type_error_naming_the_function_and_argument(name):
+    fn, kwargs, arrays = CALLS[name]
+    fn(**kwargs)  # the valid call runs
+    for arg in arrays:
+        for bad in BAD.values():
+            with pytest.raises(TypeError, match=rf"^{name}: {arg} must be"):
+                fn(**dict(kwargs, **{arg: bad}))
+
+
+def test_every_detection_and_segmentation_function_is_in_the_battery():
+    no_arrays = {"BOX_FORMATS", "window_boxes"}  # a constant; sizes only
+    assert (set(det.__all__) | set(seg.__all__)) - no_arrays <= set(CALLS)
