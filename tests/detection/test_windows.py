@@ -88,6 +88,7 @@ def _brute_force_multiscale(classify, image, window, stride, scales, background,
     return kept
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_multiscale_detect_equals_a_brute_force_loop(rng):
     from cnnjax.detection import multiscale_detect
 

@@ -60,6 +60,7 @@ def test_scale_and_affine_match_their_formulas():
     np.testing.assert_allclose(zoom(img), scale(1.5, mode="bicubic")(img), atol=1e-6)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_c8_group_action_on_regular_maps_matches_a_lifting_conv_at_quarter_turns(rng):
     w = jnp.asarray(rng.normal(size=(3, 3, 1, 2)), jnp.float32)
     f = lambda a: F.lifting_conv(a, w, group="C8", padding=1)  # noqa: E731
@@ -82,6 +83,7 @@ def test_disc_mask_drops_what_a_rotation_brings_in():
         disc_mask((4,))
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_error_curve_and_its_plot(tmp_path):
     x = _blob()[0]
     radial = jnp.asarray(np.exp(-np.hypot(*(np.mgrid[:32, :32] - 15.5)) ** 2 / 60), jnp.float32)[..., None]

@@ -41,6 +41,7 @@ def test_equals_the_classifier_and_the_sliding_window_scores(rng, name, shape, o
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
 def test_vgg_head_becomes_7x7_and_1x1_convs():
     model = models.create("vgg11", num_classes=5, seed=0)
     fcn = models.convolutionalize(model, (224, 224, 3))

@@ -54,7 +54,8 @@ def _digits_in_a_disc():
     return jnp.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
 
 
-@pytest.mark.parametrize("group", ["C8", "D8", "C16"])
+@pytest.mark.parametrize("group", ["C8", pytest.param("D8", marks=pytest.mark.integration),
+                                   pytest.param("C16", marks=pytest.mark.integration)])  # expensive ones: integration
 def test_logits_are_invariant_to_quarter_turns_and_nearly_to_the_other_rotations(group):
     x = _digits_in_a_disc()
     model = models.create("gcnn", group=group, padding=1, depth=4, pool_after=99, seed=0)
