@@ -20,7 +20,7 @@ def test_cnnjax_lists_what_exists():
     assert out.returncode == 0, out.stderr
     assert "cnnjax.functional: act_regular, adaptive_avg_pool" in out.stdout
     assert f"cnnjax.models ({len(models.list_models())}): alexnet" in out.stdout
-    assert "cnnjax.equivariance: assert_equivariant" in out.stdout
+    assert "cnnjax.equivariance: affine, assert_equivariant" in out.stdout
     assert "cnnjax.detection: average_precision, batched_nms" in out.stdout and "cnnjax.viz: apply_filter_bank" in out.stdout
     assert "cnnjax train" in out.stdout
 
