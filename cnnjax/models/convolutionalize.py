@@ -86,8 +86,8 @@ def convolutionalize(model: nnx.Module, input_shape: Sequence[int]) -> FullyConv
       >>> from cnnjax import models
       >>> net = models.create("simple_cnn")
       >>> fcn = convolutionalize(net, (28, 28, 1))
-      >>> fcn(jnp.ones((1, 28, 28, 1))).shape, fcn(jnp.ones((1, 60, 44, 1))).shape
-      ((1, 1, 1, 10), (1, 9, 5, 10))
+      >>> [jax.eval_shape(fcn, jnp.ones(s)).shape for s in [(1, 28, 28, 1), (1, 60, 44, 1)]]
+      [(1, 1, 1, 10), (1, 9, 5, 10)]
     """
     fn = "convolutionalize"
     if not isinstance(model, (ConvMLP, PlainConvNet, FeaturesClassifier)):
