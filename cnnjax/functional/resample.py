@@ -206,7 +206,6 @@ def _sample_batch(x, grid, mode, padding_mode, align_corners):
     return jax.vmap(lambda a, g: _sample_one(a, g, mode, padding_mode, align_corners))(x, grid)
 
 
-
 def _snap(v: jax.Array) -> jax.Array:
     """cos/sin of whole quarter turns as exact 0 and +-1, so those rotations land on pixel centres."""
     r = jnp.round(v)
