@@ -114,7 +114,10 @@ def load_arrays(name: str, *, data_dir: str | None = None) -> ArrayDataset:
     """Load a dataset's train and test splits into memory (for datasets under about 1 GB).
 
     Inputs come back as float32 ``(N, *spatial, C)``; images in ``uint8`` are scaled to
-    ``[0, 1]``. Other features (boxes, masks...) are kept in ``extras[split]``.
+    ``[0, 1]``, other values are as stored (``digits``: 0..16). They are not standardised:
+    call ``.normalized()`` (the training split's per-channel mean and std) before a
+    hand-written training loop; :func:`cnnjax.train.fit` does. Other features (boxes,
+    masks...) are kept in ``extras[split]``.
 
     Example:
       >>> ds = load_arrays("digits")  # doctest: +SKIP
