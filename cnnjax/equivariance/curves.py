@@ -75,15 +75,12 @@ def plot_error_curves(curves: dict[str, ErrorCurve], path: str | None = None, *,
     ``errors`` optionally gives a spread per label (e.g. the std over seeds), drawn as a band.
     Saves a PNG when ``path`` is given; returns the figure.
     """
-    import matplotlib
-
-    if ax is None and path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from cnnjax.viz.figure import finish, new_figure
 
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        fig = new_figure(5.5, 3.4)
+        ax = fig.subplots()
     for label, c in curves.items():
         err = np.maximum(c.errors, 1e-9)
         (line,) = ax.plot(c.values, err, marker="o", ms=3, label=label)
@@ -96,8 +93,4 @@ def plot_error_curves(curves: dict[str, ErrorCurve], path: str | None = None, *,
     ax.set_ylabel(f"relative {first.kind} error")
     ax.set_title(title or first.transform, fontsize=9)
     ax.legend(fontsize=8)
-    if fig is not None:
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-    return ax.figure
+    return finish(fig, path) if fig is not None else ax.figure

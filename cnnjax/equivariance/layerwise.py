@@ -52,15 +52,12 @@ class LayerwiseReport:
 
     def plot(self, path: str | None = None, *, ax: Any = None):
         """Mean relative error per layer (log scale), in network order. Saves a PNG when ``path`` is given."""
-        import matplotlib
-
-        if ax is None and path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from cnnjax.viz.figure import finish, new_figure
 
         fig = None
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.rows) + 2), 3.2))
+            fig = new_figure(max(4.0, 0.7 * len(self.rows) + 2), 3.2)
+            ax = fig.subplots()
         depth = np.arange(len(self.rows))
         errs = np.array([max(r.mean, 1e-12) for r in self.rows])
         colors = ["tab:blue" if r.kind == "equivariance" else "tab:orange" for r in self.rows]
@@ -70,11 +67,7 @@ class LayerwiseReport:
         ax.set_xticks(depth, [r.name for r in self.rows], rotation=45, ha="right")
         ax.set_ylabel("relative error")
         ax.set_title(f"{self.transform!r}: blue equivariance, orange invariance", fontsize=9)
-        if fig is not None:
-            fig.tight_layout()
-            if path is not None:
-                fig.savefig(path, dpi=120)
-        return ax.figure
+        return finish(fig, path) if fig is not None else ax.figure
 
 
 @utils.array_args("x")
