@@ -19,7 +19,7 @@ from jax import lax
 
 from cnnjax import functional as F
 from cnnjax.functional import act_regular, group_order, transform_plane
-from cnnjax.functional.resample import SAMPLE_MODES, SAMPLE_PADDING_MODES
+from cnnjax.functional.resample import check_sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,12 +247,6 @@ def rot90(k: Any = (1, 2, 3), *, spatial_dims: int = 2, plane: tuple[int, int] =
     return Transform("rot90", fn, params, spatial_dims)
 
 
-def _check_resampling(mode: str, padding_mode: str, name: str) -> None:
-    _check_mode(mode, SAMPLE_MODES, name)
-    if padding_mode not in SAMPLE_PADDING_MODES:
-        raise ValueError(f"{name}: padding_mode must be one of {SAMPLE_PADDING_MODES}, got padding_mode={padding_mode!r}")
-
-
 def _scalar_params(values: Any, name: str, what: str) -> np.ndarray:
     p = np.atleast_1d(np.asarray(values, np.float32))
     if p.ndim != 1 or not np.all(np.isfinite(p)):
@@ -277,7 +271,7 @@ def rotate(angles: Any = (45.0,), *, mode: str = "bilinear", padding_mode: str =
       Array([[1., 3.],
              [0., 2.]], dtype=float32)
     """
-    _check_resampling(mode, padding_mode, "rotate")
+    check_sampling(mode, padding_mode, "rotate")
     params = _scalar_params(angles, "rotate", "angles")
     return Transform(f"rotate[{mode},{padding_mode}]", lambda x, a: F.rotate(x, a, mode, padding_mode), params, 2)
 
@@ -303,7 +297,7 @@ def scale(factors: Any = (1.25,), *, mode: str = "bilinear", padding_mode: str =
       >>> scale([1.0, 2.0]).params.tolist()
       [1.0, 2.0]
     """
-    _check_resampling(mode, padding_mode, "scale")
+    check_sampling(mode, padding_mode, "scale")
     params = _scalar_params(factors, "scale", "factors")
     if np.any(params <= 0):
         raise ValueError(f"scale: factors must be positive, got {factors!r}")
@@ -330,7 +324,7 @@ def affine(thetas: Any, *, mode: str = "bilinear", padding_mode: str = "zeros") 
       >>> affine([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]]).params.shape  # a shear
       (1, 2, 3)
     """
-    _check_resampling(mode, padding_mode, "affine")
+    check_sampling(mode, padding_mode, "affine")
     params = np.asarray(thetas, np.float32)
     params = params[None] if params.ndim == 2 else params
     if params.ndim != 3 or params.shape[1:] != (2, 3):

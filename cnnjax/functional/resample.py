@@ -25,6 +25,14 @@ SAMPLE_PADDING_MODES = ("zeros", "border", "reflection")
 _CUBIC_A = -0.75  # PyTorch's bicubic grid_sample coefficient
 
 
+def check_sampling(mode: str, padding_mode: str, fn: str) -> None:
+    """``mode`` and ``padding_mode`` are ones :func:`grid_sample` knows; the error names ``fn``."""
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"{fn}: mode must be one of {SAMPLE_MODES}, got mode={mode!r}")
+    if padding_mode not in SAMPLE_PADDING_MODES:
+        raise ValueError(f"{fn}: padding_mode must be one of {SAMPLE_PADDING_MODES}, got padding_mode={padding_mode!r}")
+
+
 def _base_coords(size: int, align_corners: bool) -> np.ndarray:
     """Normalised coordinates of the ``size`` pixel centres along one axis."""
     if align_corners:
@@ -174,10 +182,7 @@ def grid_sample(x: jax.Array, grid: jax.Array, mode: str = "bilinear", padding_m
       Array([[[1.5]]], dtype=float32)
     """
     fn = "grid_sample"
-    if mode not in SAMPLE_MODES:
-        raise ValueError(f"{fn}: mode must be one of {SAMPLE_MODES}, got mode={mode!r}")
-    if padding_mode not in SAMPLE_PADDING_MODES:
-        raise ValueError(f"{fn}: padding_mode must be one of {SAMPLE_PADDING_MODES}, got padding_mode={padding_mode!r}")
+    check_sampling(mode, padding_mode, fn)
     n = grid.shape[-1] if grid.ndim else 0
     if n not in (2, 3) or grid.ndim < n + 1:
         raise ValueError(f"{fn}: grid must be (*batch, H_out, W_out, 2) or (*batch, D_out, H_out, W_out, 3), "

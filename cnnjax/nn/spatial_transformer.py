@@ -10,7 +10,7 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
-from cnnjax.functional.resample import SAMPLE_MODES, SAMPLE_PADDING_MODES
+from cnnjax.functional.resample import check_sampling
 from cnnjax.nn import init
 from cnnjax.nn.linear import Linear
 
@@ -46,10 +46,7 @@ class SpatialTransformer(nnx.Module):
         fn = "SpatialTransformer"
         if not callable(localization):
             raise TypeError(f"{fn}: localization must be a callable (B, H, W, C) -> (B, features), got {localization!r}")
-        if mode not in SAMPLE_MODES:
-            raise ValueError(f"{fn}: mode must be one of {SAMPLE_MODES}, got mode={mode!r}")
-        if padding_mode not in SAMPLE_PADDING_MODES:
-            raise ValueError(f"{fn}: padding_mode must be one of {SAMPLE_PADDING_MODES}, got padding_mode={padding_mode!r}")
+        check_sampling(mode, padding_mode, fn)
         if output_size is not None:
             output_size = utils.as_tuple(output_size, 2, "output_size", fn, minimum=1)
         identity = jnp.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
