@@ -15,7 +15,6 @@ def _check_format(fmt: str, name: str) -> None:
 
 
 def _check_boxes(boxes, fn: str, name: str = "boxes"):
-    boxes = jnp.asarray(boxes)
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
         raise ValueError(f"{fn}: {name} must have shape (..., 4), got {boxes.shape}")
     return boxes

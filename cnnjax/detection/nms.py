@@ -33,7 +33,6 @@ def nms(boxes, scores, iou_threshold: float = 0.5, max_outputs: int = 100, score
       Array([ 0,  2, -1], dtype=int32)
     """
     boxes = _check_boxes(boxes, "nms")
-    scores = jnp.asarray(scores)
     if boxes.ndim != 2 or scores.shape != boxes.shape[:1]:
         raise ValueError(f"nms: expected boxes (N, 4) and scores (N,), got {boxes.shape} and {scores.shape}; "
                          f"vmap it for batches")
@@ -73,12 +72,11 @@ def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_outputs:
       Array([0, 1], dtype=int32)
     """
     boxes = _check_boxes(boxes, "batched_nms")
-    classes = jnp.asarray(classes)
     if classes.shape != boxes.shape[:1]:
         raise ValueError(f"batched_nms: classes must have shape {boxes.shape[:1]}, got {classes.shape}")
     span = jnp.max(jnp.abs(boxes)) * 2 + 1 if boxes.size else 1.0
     shifted = boxes + (jnp.maximum(classes, 0).astype(boxes.dtype) * span)[:, None]
-    scores = jnp.where(classes >= 0, jnp.asarray(scores), -jnp.inf)
+    scores = jnp.where(classes >= 0, scores, -jnp.inf)
     return nms(shifted, scores, iou_threshold, max_outputs, score_threshold)
 
 
@@ -96,7 +94,7 @@ def select_detections(boxes, scores, classes, iou_threshold: float = 0.5, max_ou
       class -1, score 0 and a zero box.
     """
     if class_agnostic:
-        keep = nms(boxes, jnp.where(jnp.asarray(classes) >= 0, scores, -jnp.inf), iou_threshold, max_outputs,
+        keep = nms(boxes, jnp.where(classes >= 0, scores, -jnp.inf), iou_threshold, max_outputs,
                    score_threshold)
     else:
         keep = batched_nms(boxes, scores, classes, iou_threshold, max_outputs, score_threshold)

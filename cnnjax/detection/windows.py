@@ -15,7 +15,6 @@ from cnnjax.functional import utils
 
 
 def _check_image(image, fn: str):
-    image = jnp.asarray(image)
     if image.ndim < 3:
         raise ValueError(f"{fn}: image must be (*batch, H, W, C), got shape {image.shape}")
     return image
@@ -201,4 +200,3 @@ def multiscale_detect(classify: Callable, image, window: int | Sequence[int], st
     out = _select_batch(boxes, best, classes, float(iou_threshold), int(max_outputs), float(score_threshold),
                         bool(class_agnostic))
     return tuple(o[0] for o in out) if single else out
-

@@ -100,7 +100,6 @@ def layerwise_equivariance(model: Any, x: jax.Array, transform: Transform, *,
       ['conv1', 'conv2', 'conv3', 'pre_logits', 'logits']
     """
     call = as_function(model, return_features=True)
-    x = jnp.asarray(x)
     n = transform.spatial_dims
     out_transforms = out_transforms or {}
 

@@ -206,7 +206,6 @@ def compare(f: Any, x: jax.Array, transform: Transform, *, out_transform: Transf
             invariant: bool = False, mask: Any = None) -> Comparison:
     """Evaluate ``f`` on ``x`` and on every ``transform(x, p)``; build the expected outputs."""
     fn = as_function(f)
-    x = jnp.asarray(x)
     y = fn(x)
     actual = jax.vmap(lambda p: fn(transform.fn(x, p)))(jnp.asarray(transform.params))
     expected, exact, stride = expected_outputs(x, y, transform, out_transform=out_transform, invariant=invariant)
@@ -288,7 +287,6 @@ def consistency(f: Any, x: jax.Array, *, max_shift: int, key: jax.Array, spatial
         raise ValueError(f"consistency: mode must be 'circular' or 'crop', got mode={mode!r}")
     fn = as_function(f)
     n = spatial_dims
-    x = jnp.asarray(x)
     if x.ndim != n + 2:
         raise ValueError(f"consistency: x must be (B, *spatial, C) with {n} spatial dim(s), got x.shape={tuple(x.shape)}")
     spatial = x.shape[1:-1]
@@ -385,7 +383,6 @@ def lie_derivative(f: Any, x: jax.Array, *, spatial_dims: int, axis: int = 0, me
         raise ValueError(f"lie_derivative: axis must be in [0, {spatial_dims}), got axis={axis}")
     fn = as_function(f)
     n = spatial_dims
-    x = jnp.asarray(x)
     if generator == "translation":
         e = jnp.zeros(n).at[axis].set(1.0)
 

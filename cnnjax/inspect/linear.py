@@ -33,7 +33,6 @@ def conv_as_matrix(w: jax.Array, input_shape: Sequence[int], **conv_args: Any) -
       Array([[1., 2., 0.],
              [0., 1., 2.]], dtype=float32)
     """
-    w = jnp.asarray(w)
     x0 = jnp.zeros(tuple(input_shape), w.dtype)
     jac = jax.jacfwd(lambda x: F.conv(x, w, **conv_args).ravel())(x0)
     return jac.reshape(jac.shape[0], -1)
@@ -60,7 +59,6 @@ def singular_values(w: jax.Array, input_size: Sequence[int]) -> jax.Array:
       >>> float(singular_values(jnp.ones((3, 3, 1, 1)) / 9, (8, 8))[0])  # a box blur keeps the mean
       1.0
     """
-    w = jnp.asarray(w)
     n = w.ndim - 2
     size = tuple(input_size)
     if len(size) != n:

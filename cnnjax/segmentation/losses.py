@@ -10,7 +10,6 @@ from cnnjax.functional import utils
 
 
 def _check(logits, labels, fn: str):
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     if logits.shape[:-1] != labels.shape:
         raise ValueError(f"{fn}: labels must have logits' shape without the class axis, {logits.shape[:-1]}; "
                          f"got logits {logits.shape} and labels {labels.shape}")

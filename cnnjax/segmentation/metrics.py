@@ -23,7 +23,6 @@ def confusion_matrix(pred, labels, num_classes: int):
       Array([[1, 1],
              [0, 1]], dtype=int32)
     """
-    pred, labels = jnp.asarray(pred), jnp.asarray(labels)
     if pred.shape != labels.shape:
         raise ValueError(f"confusion_matrix: pred and labels must have one shape, got {pred.shape} and {labels.shape}")
     ok = (labels >= 0) & (labels < num_classes) & (pred >= 0) & (pred < num_classes)
@@ -35,14 +34,13 @@ def confusion_matrix(pred, labels, num_classes: int):
 @utils.array_args("confusion")
 def pixel_accuracy(confusion):
     """Correct pixels over all pixels: ``trace(C) / sum(C)``."""
-    confusion = jnp.asarray(confusion)
     return jnp.trace(confusion) / jnp.maximum(confusion.sum(), 1)
 
 
 @utils.array_args("confusion")
 def iou_per_class(confusion):
     """``IoU_k = C[k,k] / (Σ_p C[k,p] + Σ_t C[t,k] - C[k,k])``; NaN for classes in neither prediction nor label."""
-    c = jnp.asarray(confusion, jnp.float32)
+    c = confusion.astype(jnp.float32)
     tp = jnp.diag(c)
     union = c.sum(0) + c.sum(1) - tp
     return jnp.where(union > 0, tp / jnp.where(union > 0, union, 1), jnp.nan)
