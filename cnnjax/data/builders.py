@@ -7,8 +7,11 @@ They are prepared as ``array_record`` files (no TensorFlow needed) and read back
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
+
+from cnnjax import functional as F
 
 
 class Mnist1d(tfds.core.GeneratorBasedBuilder):
@@ -94,10 +97,6 @@ def rotated_digit_images(images: np.ndarray, angles: np.ndarray, size: int = 12,
     diagonal (17 pixels), so no rotation clips it. Rotation: counter-clockwise by ``angles``
     (degrees, one per image), bicubic, zeros outside; values clipped to ``[0, 1]``.
     """
-    import jax.numpy as jnp
-
-    from cnnjax import functional as F
-
     x = F.resize(jnp.asarray(images, jnp.float32)[..., None] / 16, (size, size), "bicubic")
     x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     return np.clip(np.asarray(F.rotate(x, jnp.asarray(angles, jnp.float32), "bicubic")), 0.0, 1.0)

@@ -27,7 +27,8 @@ class FullyConvolutional(nnx.Module):
     """A classifier's conv trunk followed by its head as convolutions: ``(*batch, *size, C) -> (*batch, *positions, K)``.
 
     Built by :func:`convolutionalize`. ``trunk`` is the classifier whose conv layers it runs
-    (a copy); ``head`` holds the converted layers and activations, in order.
+    (a copy); ``head`` holds the converted layers and activations, in order; ``window`` is the
+    training input's spatial size, the window each output position scores.
     """
 
     def __init__(self, trunk: nnx.Module, head: list, window: tuple[int, ...]):
@@ -56,10 +57,6 @@ def _as_conv(linear: nnx.Linear, spatial: tuple[int, ...], channels: int) -> nn.
     if linear.bias is not None:
         conv.bias[...] = linear.bias[...]
     return conv
-
-
-def _relu(x: jax.Array) -> jax.Array:
-    return jax.nn.relu(x)
 
 
 def convolutionalize(model: nnx.Module, input_shape: Sequence[int]) -> FullyConvolutional:
@@ -105,7 +102,7 @@ def convolutionalize(model: nnx.Module, input_shape: Sequence[int]) -> FullyConv
     shape = jax.eval_shape(trunk.features, jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)).shape
     spatial, channels = tuple(shape[1:-1]), shape[-1]
     if isinstance(model, ConvMLP):
-        layers = [layer for hidden in model.hidden for layer in (hidden, _relu)] + [model.head]
+        layers = [layer for hidden in model.hidden for layer in (hidden, jax.nn.relu)] + [model.head]
     elif isinstance(model, PlainConvNet):
         layers = [model.head]
     else:

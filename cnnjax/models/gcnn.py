@@ -3,14 +3,14 @@ C_N / D_N family ``gcnn`` (C8, C16, D8...: Weiler & Cesa 2019) at matched parame
 
 from __future__ import annotations
 
-import jax
 import math
 
+import jax
 from flax import nnx
 
 from cnnjax import functional as F
-from cnnjax.functional.group import on_grid
 from cnnjax import nn
+from cnnjax.functional.group import on_grid
 from cnnjax.models.base import Model
 from cnnjax.models.registry import register
 
