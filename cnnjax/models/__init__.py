@@ -14,8 +14,8 @@ from cnnjax.models.convolutionalize import FullyConvolutional, convolutionalize
 from cnnjax.models.from_torch import TorchPort, from_torch
 from cnnjax.models.registry import create, list_models, register
 from cnnjax.models.torch_port import load_torch_state_dict
-from cnnjax.models.transfer import freeze, param_paths, replace_head
+from cnnjax.models.transfer import dotted_path, freeze, locate_module, module_paths, param_paths, replace_head
 from cnnjax.models.weights import load_weights, read_state_dict, save_weights
 
-__all__ = ["FullyConvolutional", "Model", "TorchPort", "convolutionalize", "create", "freeze", "from_torch", "list_models", "load_torch_state_dict", "load_weights",
-           "param_paths", "read_state_dict", "register", "replace_head", "save_weights"]
+__all__ = ["FullyConvolutional", "Model", "TorchPort", "convolutionalize", "create", "dotted_path", "freeze", "from_torch",
+           "list_models", "load_torch_state_dict", "load_weights", "locate_module", "module_paths", "param_paths", "read_state_dict", "register", "replace_head", "save_weights"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import optax
@@ -51,18 +51,54 @@ def replace_head(model: nnx.Module, num_classes: int, *, rngs: nnx.Rngs | None =
 
 
 def param_paths(model: nnx.Module) -> list[str]:
-    """Every parameter's dotted path, e.g. ``layer1.0.conv1.kernel`` (what :func:`freeze` patterns match)."""
+    """Every parameter's dotted path, e.g. ``layer1.0.conv1.kernel`` (what :func:`freeze` patterns match).
+
+    The names are those of ``return_features`` and :func:`module_paths`: a container's
+    ``layers`` step is left out, so ``conv1.0`` is the first layer of the ``conv1`` block.
+    """
     state = nnx.state(model, nnx.Param)
-    return [_dotted(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    return [dotted_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
 
 
-def _dotted(path) -> str:
+def dotted_path(path: Sequence) -> str:
+    """A pytree or graph path as cnnjax names it: ``("conv1", "layers", 0, "kernel")`` -> ``"conv1.0.kernel"``."""
     parts = []
     for k in path:
         key = getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))
         if key != "layers" and key != "value":
             parts.append(str(key))
     return ".".join(parts)
+
+
+def module_paths(model: nnx.Module) -> list[str]:
+    """Every submodule's name, as ``nnx.iter_graph`` walks them (a block after its layers): ``["conv1.0", "conv1", ...]``."""
+    names = (dotted_path(p) for p, node in nnx.iter_graph(model) if p and isinstance(node, nnx.Module))
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def locate_module(model: nnx.Module, name: str, *, caller: str = "locate_module") -> tuple[Any, str | int, nnx.Module]:
+    """``(container, key, module)`` for a submodule named as :func:`module_paths` names it.
+
+    ``container[key]`` (an int key) or ``getattr(container, key)`` is the module, so a caller can
+    also replace it there. The explicit ``layers`` step (``"conv1.layers.0"``) is accepted too.
+    """
+    node, container, key = model, None, None
+    try:
+        for part in name.split("."):
+            if part == "layers" and isinstance(getattr(node, "layers", None), (list, tuple)):
+                continue
+            if part.lstrip("-").isdigit():
+                container, key = (node.layers if hasattr(node, "layers") else node), int(part)
+                node = container[key]
+            else:
+                container, key = node, part
+                node = getattr(node, part)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        node = None
+    if not isinstance(node, nnx.Module) or container is None:
+        raise ValueError(f"{caller}: the model has no layer {name!r}; its layers include: "
+                         f"{', '.join(module_paths(model)[:40])}")
+    return container, key, node
 
 
 def freeze(tx: optax.GradientTransformation, patterns: str | Sequence[str]) -> optax.GradientTransformation:
@@ -93,7 +129,7 @@ def freeze(tx: optax.GradientTransformation, patterns: str | Sequence[str]) -> o
 
     def labels(params):
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if any(c.search(_dotted(path)) for c in compiled) else "trainable", params
+            lambda path, _: "frozen" if any(c.search(dotted_path(path)) for c in compiled) else "trainable", params
         )
 
     return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)

@@ -11,21 +11,18 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import filters
+from cnnjax.models.transfer import dotted_path
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
 from cnnjax.viz.grid import make_grid
 
 
 def conv_kernels(model: nnx.Module) -> dict[str, np.ndarray]:
-    """Every conv kernel of a model, by module path (``"conv1.layers.0"``), in definition order."""
+    """Every conv kernel of a model, by layer name (``"conv1.0"``, as :func:`cnnjax.models.param_paths` names it)."""
     out = {}
     for path, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Param) and path and path[-1] == "kernel" and node[...].ndim >= 3:
-            out[".".join(map(str, path[:-1]))] = np.asarray(node[...])
+            out[dotted_path(path[:-1])] = np.asarray(node[...])
     return out
-
-
-def _without_containers(path: str) -> str:
-    return ".".join(p for p in path.split(".") if p != "layers")
 
 
 def _kernel(model_or_kernel: Any, layer: str | None) -> tuple[np.ndarray, str]:
@@ -35,14 +32,10 @@ def _kernel(model_or_kernel: Any, layer: str | None) -> tuple[np.ndarray, str]:
             raise ValueError(f"plot_filters: {type(model_or_kernel).__name__} has no conv kernels")
         if layer is None:
             layer = next(iter(kernels))
-        if layer in kernels:
-            return kernels[layer], layer
-        # The names of return_features and summary ("conv2", "conv2.0") name the same layers without the
-        # containers' "layers" step: a block's name means its first conv.
-        want = _without_containers(layer)
+        # a block's name ("conv2", as return_features names it) means its first conv
+        want = ".".join(p for p in layer.split(".") if p != "layers")
         for name, k in kernels.items():
-            have = _without_containers(name)
-            if have == want or have.startswith(want + "."):
+            if name == want or name.startswith(want + "."):
                 return k, name
         raise ValueError(f"plot_filters: no conv layer {layer!r}; the model's are {', '.join(kernels)}")
     k = np.asarray(model_or_kernel, np.float32)
@@ -63,8 +56,8 @@ def plot_filters(model_or_kernel: Any, layer: str | None = None, path: str | Pat
     Args:
       model_or_kernel: an ``nnx.Module`` (its first conv, or ``layer``) or a kernel
         ``(kh, kw, C_in, C_out)`` / ``(kw, C_in, C_out)``.
-      layer: the module path of the conv (see :func:`conv_kernels`), or a name from
-        ``return_features`` or :func:`cnnjax.inspect.summary` ("conv2": that block's first conv).
+      layer: the conv's name (see :func:`conv_kernels`: ``"conv2.0"``), or a block's name from
+        ``return_features`` or :func:`cnnjax.inspect.summary` (``"conv2"``: that block's first conv).
       path: where to write the PNG.
       max_filters, max_channels: caps on what is drawn.
 

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.models.transfer import locate_module, module_paths
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
 
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "grad_cam")
@@ -130,27 +131,13 @@ class _Probe:
         return self.output if self.delta is None else self.output + self.delta
 
 
-def _layer_paths(model: nnx.Module) -> list[str]:
-    return [".".join(map(str, p)) for p, node in nnx.iter_graph(model) if p and isinstance(node, nnx.Module)]
-
-
 def _install(model: nnx.Module, layer: str, delta) -> _Probe:
-    *parents, last = layer.split(".")
-    node = model
-    try:
-        for part in parents:
-            node = node[int(part)] if part.isdigit() else getattr(node, part)
-        child = node[int(last)] if last.isdigit() else getattr(node, last)
-    except (AttributeError, IndexError, KeyError, TypeError):
-        child = None
-    if not isinstance(child, nnx.Module):
-        names = ", ".join(_layer_paths(model)[:40])
-        raise ValueError(f"grad_cam: the model has no layer {layer!r}; module paths include: {names}")
+    container, key, child = locate_module(model, layer, caller="grad_cam")
     probe = _Probe(child, delta)
-    if last.isdigit():
-        node[int(last)] = probe
+    if isinstance(key, int):
+        container[key] = probe
     else:
-        object.__setattr__(node, last, probe)  # a plain attribute: the probe lives only in this traced copy
+        object.__setattr__(container, key, probe)  # a plain attribute: the probe lives only in this traced copy
     return probe
 
 
@@ -162,7 +149,8 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
 
     Args:
       model, x, target: as in :func:`vanilla_gradient`.
-      layer: the module path of the layer (``"conv3"``, ``"layer4"``, ``"stages.2"``): usually the last conv stage.
+      layer: the layer's name as :func:`cnnjax.models.module_paths` gives it (``"conv3"``, ``"layer4"``,
+        ``"layer4.1"``, ``"stages.2"``): usually the last conv stage.
       resize: upsample the map to the input's spatial size.
 
     Returns:
@@ -182,7 +170,7 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
     except TypeError as e:
         if "_Probe" not in str(e):
             raise
-        children = [p for p in _layer_paths(model) if p.startswith(layer + ".") and p.count(".") == layer.count(".") + 1]
+        children = [p for p in module_paths(model) if p.startswith(layer + ".") and p.count(".") == layer.count(".") + 1]
         raise ValueError(f"grad_cam: the model uses {layer!r} as a container rather than calling it; "
                          f"choose one of its layers: {', '.join(children)}") from None
     if acts is None or acts.ndim < 3:

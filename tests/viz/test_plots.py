@@ -74,14 +74,16 @@ def test_plot_filters_rgb_tiles_or_channel_rows(tmp_path, rng):
     fig = plot_filters(rng.normal(size=(3, 3, 2, 4)))
     assert fig.axes[0].images[0].get_array().shape == (4 * 4 + 1, 2 * 4 + 1)  # a row per filter, a column per channel
     net = models.create("digits_cnn", num_classes=10, in_channels=1, seed=0)
-    assert list(conv_kernels(net)) == ["conv1.layers.0", "conv2.layers.0", "conv3.layers.0"]
-    assert "conv1.layers.0" in fig_title(plot_filters(net))
-    # the names return_features and summary use reach the same convs
+    assert list(conv_kernels(net)) == ["conv1.0", "conv2.0", "conv3.0"]
+    assert "conv1.0" in fig_title(plot_filters(net))
+    # one naming scheme: return_features' block names, param_paths' and module_paths' layer names
     _, features = net(np.zeros((1, 8, 8, 1), np.float32), return_features=True)
-    assert "conv2" in features
-    assert "conv2.layers.0" in fig_title(plot_filters(net, "conv2"))
-    assert "conv3.layers.0" in fig_title(plot_filters(net, "conv3.0"))
-    with pytest.raises(ValueError, match="no conv layer 'fc'; the model's are conv1.layers.0"):
+    assert "conv2" in features and "conv2.0.kernel" in models.param_paths(net)
+    assert {"conv2", "conv2.0"} <= set(models.module_paths(net))
+    assert "conv2.0" in fig_title(plot_filters(net, "conv2"))
+    assert "conv3.0" in fig_title(plot_filters(net, "conv3.0"))
+    assert "conv3.0" in fig_title(plot_filters(net, "conv3.layers.0"))  # the explicit container step still works
+    with pytest.raises(ValueError, match="no conv layer 'fc'; the model's are conv1.0"):
         plot_filters(net, "fc")
     assert (tmp_path / "rgb.png").exists()
 

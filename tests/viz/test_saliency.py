@@ -102,11 +102,18 @@ def test_dense_outputs_sum_the_class_logits(rng):
     assert grad_cam(unet, x, 1, layer="bottleneck").shape == (2, 8, 8)
 
 
+def test_grad_cam_takes_the_layer_names_of_param_paths(cnn, rng):
+    # "conv2.0" (param_paths' name of the block's conv) and the explicit "conv2.layers.0" are one layer
+    x = rng.normal(size=(2, 8, 8, 1)).astype(np.float32)
+    assert "conv2.0.kernel" in models.param_paths(cnn)
+    np.testing.assert_array_equal(grad_cam(cnn, x, 1, layer="conv2.0"), grad_cam(cnn, x, 1, layer="conv2.layers.0"))
+
+
 def test_errors(cnn):
     x = np.zeros((1, 8, 8, 1), np.float32)
     with pytest.raises(ValueError, match="method must be one of vanilla, smoothgrad"):
         saliency(cnn, x, 0, "occlusion")
-    with pytest.raises(ValueError, match="no layer 'conv9'; module paths include: .*conv3"):
+    with pytest.raises(ValueError, match="no layer 'conv9'; its layers include: .*conv3"):
         grad_cam(cnn, x, 0, layer="conv9")
     resnet = models.create("resnet18", num_classes=2, in_channels=1, seed=0)
     with pytest.raises(ValueError, match="uses 'layer4' as a container.*layer4.0, layer4.1"):
