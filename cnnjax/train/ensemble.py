@@ -61,6 +61,7 @@ def fit_ensemble(
     weight_decay: Sequence[float] | None = None,
     progress: bool = True,
     resume: bool = False,
+    model: Any = None,
 ) -> EnsembleResult:
     """Train every combination of ``seeds`` x ``lr`` x ``weight_decay`` as one vmapped program.
 
@@ -83,6 +84,8 @@ def fit_ensemble(
       lr, weight_decay: values to sweep (default: the config's).
       progress: show a progress bar.
       resume: continue the ensemble in ``cfg.run_dir`` (same members) from its latest checkpoint.
+      model: a function building your own network from ``rngs`` instead of the zoo's ``cfg.model``
+        (see :func:`cnnjax.train.fit`); each member calls it with its own seed.
 
     Example:
       >>> r = fit_ensemble(TrainConfig(model="logistic", steps=40), seeds=[0, 1], lr=[0.01, 0.1], progress=False)  # doctest: +SKIP
@@ -90,7 +93,7 @@ def fit_ensemble(
       4
     """
     grid = member_grid(cfg, seeds, lr, weight_decay)
-    run = train(cfg, grid, resume=resume, progress=progress)
+    run = train(cfg, grid, resume=resume, progress=progress, model=model)
     state, last = run.state, run.history[-1]  # the last row evaluates the final parameters
     acc = jax.device_get(state["acc"])
     finite = finite_params(state["params"], (len(grid),))

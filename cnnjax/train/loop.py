@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,12 +49,14 @@ class FitResult:
         return self.history[-1]
 
 
-def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = None):
+def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = None,
+                 build: Callable[..., nnx.Module] | None = None):
     """``(provider, model)``: the data on the device (with the task's targets), or
     streamed through Grain when ``cfg.stream`` says so (by default: datasets above ~1 GB; classification only).
 
     ``sharding`` places the in-memory data (replicated); ``batch_sharding`` places a streamed batch, each
-    process reading only its own rows of it."""
+    process reading only its own rows of it. ``build`` (see :func:`model_builder`) replaces the zoo's
+    ``cfg.model``."""
     tasks.check_task(cfg.task, cfg.loss)
     main_first(lambda: builder(cfg.dataset, cfg.data_dir), "cnnjax-prepare-data")  # one process builds, on a shared disk
     stream = cfg.stream if cfg.stream is not None else dataset_bytes(cfg.dataset, cfg.data_dir) > STREAM_THRESHOLD_BYTES
@@ -61,37 +65,44 @@ def make_batches(cfg: TrainConfig, sharding: Any = None, batch_sharding: Any = N
             raise TrainingError(f"task {cfg.task!r} needs the dataset in memory; streaming supports classification only")
         g = GrainBatches(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir, batch_sharding=batch_sharding,
                          sharding=sharding)
-        return g, build_model(cfg, tuple(g.input_shape), g.num_classes)
+        return g, build_model(cfg, tuple(g.input_shape), g.num_classes, build)
     ds = load_arrays(cfg.dataset, data_dir=cfg.data_dir).normalized()
     if cfg.batch_size > len(ds.x_train):
         raise TrainingError(f"batch_size={cfg.batch_size} is larger than the training set ({len(ds.x_train)} examples)")
-    model, y_train, y_test = task_data(cfg, ds)
+    model, y_train, y_test = task_data(cfg, ds, build)
     provider = InMemoryBatches(ds.x_train, y_train, ds.x_test, y_test, cfg.batch_size, cfg.seed, sharding,
                                num_classes=ds.num_classes)
     return provider, model
 
 
-def task_data(cfg: TrainConfig, ds: Any) -> tuple[nnx.Module, np.ndarray, np.ndarray]:
+def task_data(cfg: TrainConfig, ds: Any, build: Callable[..., nnx.Module] | None = None
+              ) -> tuple[nnx.Module, np.ndarray, np.ndarray]:
     """``(model, y_train, y_test)``: the config's model and the task's targets for ``ds``, or a one-line error."""
     try:
         tasks.check_dataset(cfg.task, ds)
-        model = build_model(cfg, ds.input_shape, ds.num_classes)
+        model = build_model(cfg, ds.input_shape, ds.num_classes, build)
         return (model, *(tasks.targets(cfg.task, ds, split, model) for split in ("train", "test")))
     except ValueError as e:
         raise TrainingError(str(e)) from None
 
 
-def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
-    """The config's model for the dataset's ``num_classes``, checked against the data's input shape and the
-    task's output shape (a one-line error if it does not fit)."""
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
+                build: Callable[..., nnx.Module] | None = None) -> nnx.Module:
+    """The config's model (or ``build``'s) for the dataset's ``num_classes``, checked against the data's input
+    shape and the task's output shape (a one-line error if it does not fit)."""
     num_classes = tasks.model_classes(cfg.task, num_classes)
-    model = create_model(cfg, input_shape, num_classes, seed=cfg.seed)
+    model = create_model(cfg, input_shape, num_classes, build, seed=cfg.seed)
+
+    def others() -> str:
+        if build is not None:
+            return "the model you passed must take (N, *spatial, C) inputs, channels last, and return (N, classes) logits"
+        return f"models that do: {', '.join(models_that_fit(cfg, input_shape, num_classes))}"
     try:
         out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
     except Exception as e:
         raise TrainingError(
             f"model {cfg.model!r} does not accept {cfg.dataset!r} inputs of shape {input_shape} "
-            f"({str(e).strip().splitlines()[0][:160]}); models that do: {', '.join(models_that_fit(cfg, input_shape, num_classes))}"
+            f"({str(e).strip().splitlines()[0][:160]}); {others()}"
         ) from None
     try:
         want = (2, *tasks.expected_output(cfg.task, model, input_shape, num_classes))
@@ -101,8 +112,7 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int
         hint = " (a 2-D model on 1-D data?)" if cfg.task == "classify" else f" for task {cfg.task!r}"
         raise TrainingError(
             f"model {cfg.model!r} does not fit {cfg.dataset!r} inputs of shape {input_shape}: a batch of 2 gives "
-            f"outputs {out.shape} instead of {want}{hint}; models that do: "
-            f"{', '.join(models_that_fit(cfg, input_shape, num_classes))}"
+            f"outputs {out.shape} instead of {want}{hint}; {others()}"
         )
     return model
 
@@ -131,14 +141,49 @@ def models_that_fit(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes:
     return fit_ or ["none in the zoo"]
 
 
-def create_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nnx.Module:
-    """``models.create`` for the config's model, options and input channels, with the model's ``num_classes``
-    and ``seed``/``rngs`` in ``kwargs``; no checks (see :func:`build_model`)."""
-    return models.create(cfg.model, num_classes=num_classes, in_channels=input_shape[-1], **cfg.model_options, **kwargs)
+def create_model(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
+                 build: Callable[..., nnx.Module] | None = None, **kwargs: Any) -> nnx.Module:
+    """``models.create`` (or ``build``) for the config's model, options and input channels, with the model's
+    ``num_classes`` and ``seed``/``rngs`` in ``kwargs``; no checks (see :func:`build_model`)."""
+    make = build if build is not None else functools.partial(models.create, cfg.model)
+    return make(num_classes=num_classes, in_channels=input_shape[-1], **cfg.model_options, **kwargs)
 
 
-def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
-    """Train ``cfg.model`` on ``cfg.dataset``; write metrics, curves and checkpoints to the run directory.
+def model_builder(model: Any, *, ensemble: bool = False) -> tuple[str, Callable[..., nnx.Module]]:
+    """``(label, build)`` for a model given to :func:`fit` as an ``nnx.Module`` or a builder function.
+
+    ``build(num_classes=, in_channels=, seed= | rngs=, **options)`` is what :func:`create_model` calls:
+    an instance is returned as it is (trained from its current parameters); a function gets
+    ``rngs=nnx.Rngs(seed)`` and those of ``num_classes``/``in_channels``/options it declares.
+    """
+    if isinstance(model, nnx.Module):
+        if ensemble:
+            raise TrainingError(f"fit_ensemble: got a {type(model).__name__} instance, but every member needs its "
+                                "own initialisation; pass a builder instead, e.g. model=lambda rngs: MyNet(rngs=rngs)")
+
+        def build_instance(**_: Any) -> nnx.Module:
+            return model
+        return type(model).__name__, build_instance
+    if not callable(model) or isinstance(model, type) and not issubclass(model, nnx.Module):
+        raise TypeError(f"fit: model must be an nnx.Module, a function returning one, or None (the config's "
+                        f"registered name), got {type(model).__name__}")
+    # a class's own __init__: nnx's metaclass hides it behind (*args, **kwargs)
+    params = dict(inspect.signature(model.__init__ if isinstance(model, type) else model).parameters)
+    params.pop("self", None)
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "rngs" not in params and not takes_all:
+        raise TypeError(f"fit: the model builder {getattr(model, '__name__', model)!r} must take rngs "
+                        "(an nnx.Rngs: each seed and ensemble member initialises from its own), e.g. "
+                        "lambda rngs: MyNet(rngs=rngs)")
+
+    def build_function(*, seed: int | None = None, rngs: nnx.Rngs | None = None, **kwargs: Any) -> nnx.Module:
+        kwargs = {k: v for k, v in kwargs.items() if takes_all or k in params}
+        return model(rngs=rngs if rngs is not None else nnx.Rngs(seed), **kwargs)
+    return getattr(model, "__name__", type(model).__name__).replace("<lambda>", "model"), build_function
+
+
+def fit(cfg: TrainConfig, *, model: Any = None, resume: bool = False, progress: bool = True) -> FitResult:
+    """Train ``cfg.model`` (or ``model``) on ``cfg.dataset``; write metrics, curves and checkpoints to the run directory.
 
     Small data lives on the device and big data streams through Grain; either way each
     epoch's order is a function of ``(seed, epoch)``, so a resumed run replays exactly the
@@ -147,13 +192,21 @@ def fit(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Fit
 
     Args:
       cfg: the configuration (see :class:`TrainConfig`).
+      model: your own network instead of the zoo's ``cfg.model``, without registering it: an
+        ``nnx.Module`` (trained in place from its current parameters, like a PyTorch model) or a
+        function that builds one from ``rngs`` (and, if it takes them, ``num_classes``, ``in_channels``
+        and the config's ``model_options``), which ``cfg.seed`` then initialises.
       resume: continue from the latest checkpoint in ``cfg.run_dir``.
       progress: show a progress bar.
 
     Returns:
       A :class:`FitResult` with the run directory, the evaluation history and the trained model.
+
+    Example:
+      >>> net = MyNet(rngs=nnx.Rngs(0))  # doctest: +SKIP
+      >>> fit(TrainConfig(dataset="digits", steps=200), model=net).final["test_acc"]  # doctest: +SKIP
     """
-    run = train(cfg, resume=resume, progress=progress)
+    run = train(cfg, resume=resume, progress=progress, model=model)
     nnx.update(run.model, run.state["params"], run.state["rest"])
     run.model.eval()
     return FitResult(run.run_dir, run.history, run.state["params"], run.model)
@@ -174,14 +227,19 @@ class Training:
 
 
 def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: bool = False,
-          progress: bool = True) -> Training:
+          progress: bool = True, model: Any = None) -> Training:
     """The one training loop, for a single run (``members=None``) or for K ``(seed, lr, weight_decay)``
     members trained as one vmapped program (:func:`cnnjax.train.fit_ensemble`).
 
     Every option works for both: devices, streaming, tasks, evaluation and checkpoint intervals, resume.
     A single run whose loss or parameters turn NaN/inf stops with :class:`TrainingError`; an ensemble
     records the step at which each member diverged and stops once all of them have.
+    ``model`` is a network of your own instead of the zoo's ``cfg.model`` (see :func:`fit`).
     """
+    build = None
+    if model is not None:
+        label, build = model_builder(model, ensemble=members is not None)
+        cfg = dataclasses.replace(cfg, model=label)  # names the run folder, the progress bar and config.json
     if jax.default_backend() == "cpu":
         keep_freed_memory()  # XLA:CPU's per-step temporaries stay in the process: cnnjax.backends.cpu.host_memory
     if members is not None:
@@ -200,7 +258,7 @@ def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: 
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the number of devices ({mesh.size})")
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     batch_sharding = by_batch if mesh.size > 1 else None
-    batches, model = make_batches(cfg, replicated, batch_sharding)
+    batches, model = make_batches(cfg, replicated, batch_sharding, build)
     objective = tasks.objective(cfg, model)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * batches.steps_per_epoch
     augment = make_augment(cfg.augment) if cfg.augment else None
@@ -216,7 +274,7 @@ def train(cfg: TrainConfig, members: Sequence[Member] | None = None, *, resume: 
         eval_def = eval_graph_def(model)
         train_def = nnx.split(model, nnx.Param, ...)[0]
         classes = tasks.model_classes(cfg.task, batches.num_classes)
-        create = lambda key: create_model(cfg, batches.input_shape, classes, rngs=nnx.Rngs(key))  # noqa: E731
+        create = lambda key: create_model(cfg, batches.input_shape, classes, build, rngs=nnx.Rngs(key))  # noqa: E731
         state = init_members(create, members, tx)
         batches = MemberBatches(batches, [seed for seed, _, _ in members])
         member_step = make_train_step(train_def, tx, cfg.batch_size, cfg.label_smoothing, jit=False, **step_options)

@@ -1,5 +1,6 @@
 """Training: determinism, exact resume after SIGKILL, checkpoint errors, NaN, configs, the CLI."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,8 +12,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
-from cnnjax.train import CheckpointError, TrainConfig, TrainingError, fit
+from cnnjax import models, nn
+from cnnjax.train import CheckpointError, TrainConfig, TrainingError, fit, fit_ensemble
 from cnnjax.train import checkpoint as ckpt
 from cnnjax.train.loop import build_model
 from cnnjax.train.optim import make_optimizer
@@ -207,3 +210,47 @@ def test_streamed_run_resumes_exactly(tmp_path):
     resumed = fit(TrainConfig.load(part / "config.json"), resume=True, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)))
     assert [r["test_loss"] for r in full.history] == [r["test_loss"] for r in resumed.history]
+
+
+class StudentNet(nnx.Module):
+    """A network written as a lecture writes it: no zoo base class, no registration."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.conv = nn.Conv1d(1, 4, 3, stride=2, rngs=rngs)
+        self.fc = nn.Linear(4 * 19, 10, rngs=rngs)
+
+    def __call__(self, x):
+        h = jax.nn.relu(self.conv(x))
+        return self.fc(h.reshape(h.shape[0], -1))
+
+
+@pytest.mark.integration
+def test_fit_takes_a_model_instance_or_a_builder(tmp_path):
+    net = StudentNet(rngs=nnx.Rngs(0))
+    before = [np.asarray(x) for x in jax.tree.leaves(nnx.state(net, nnx.Param))]
+    r = fit(TrainConfig(dataset="mnist1d", steps=20, run_dir=str(tmp_path / "instance")), model=net, progress=False)
+    after = [np.asarray(x) for x in jax.tree.leaves(nnx.state(net, nnx.Param))]
+    assert r.model is net and not any(np.array_equal(a, b) for a, b in zip(before, after))  # trained in place
+    assert json.loads((r.run_dir / "config.json").read_text())["model"] == "StudentNet"
+    # a builder is initialised from cfg.seed: building the zoo's model this way is the zoo's run, bit for bit
+    cfg = TrainConfig(**FAST, steps=20, run_dir=str(tmp_path / "zoo"))
+    zoo = fit(cfg, progress=False)
+
+    def lecture_cnn(rngs, num_classes, in_channels):
+        return models.create("mnist1d_cnn", num_classes=num_classes, in_channels=in_channels, rngs=rngs)
+    built = fit(dataclasses.replace(cfg, run_dir=str(tmp_path / "built")), model=lecture_cnn, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(zoo.params), jax.tree.leaves(built.params)))
+    ens = fit_ensemble(dataclasses.replace(cfg, run_dir=str(tmp_path / "ens")), seeds=[0, 1], model=StudentNet,
+                       progress=False)
+    assert len(ens.members) == 2
+
+
+def test_fit_model_errors_name_what_to_pass(tmp_path):
+    cfg = TrainConfig(dataset="mnist1d", steps=1, run_dir=str(tmp_path / "r"))
+    with pytest.raises(TrainingError, match="every member needs its own initialisation; pass a builder"):
+        fit_ensemble(cfg, seeds=[0, 1], model=StudentNet(rngs=nnx.Rngs(0)), progress=False)
+    with pytest.raises(TypeError, match="must take rngs"):
+        fit(cfg, model=lambda: StudentNet(rngs=nnx.Rngs(0)), progress=False)
+    with pytest.raises(TypeError, match="model must be an nnx.Module, a function returning one, or None.*got str"):
+        fit(cfg, model="mnist1d_cnn", progress=False)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
