@@ -80,6 +80,7 @@ class ArrayDataset:
     mean: np.ndarray  # per channel, from the training split
     std: np.ndarray
     extras: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    standardized: bool = False  # whether normalized() made these inputs
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -87,8 +88,20 @@ class ArrayDataset:
 
     def normalized(self) -> "ArrayDataset":
         """Standardise both splits with the training split's per-channel mean and std."""
+        if self.standardized:
+            return self
         f = lambda x: ((x - self.mean) / self.std).astype(np.float32)  # noqa: E731
-        return dataclasses.replace(self, x_train=f(self.x_train), x_test=f(self.x_test))
+        return dataclasses.replace(self, x_train=f(self.x_train), x_test=f(self.x_test), standardized=True)
+
+    def __repr__(self) -> str:
+        """Shapes and value range, not the arrays; and whether the inputs still need ``.normalized()``."""
+        lo, hi = (float(self.x_train.min()), float(self.x_train.max())) if self.x_train.size else (0.0, 0.0)
+        state = ("standardised with the training split's mean and std" if self.standardized else
+                 "values as stored, not standardised: call .normalized() before a hand-written training loop")
+        extras = sorted({k for d in self.extras.values() for k in d})
+        return (f"ArrayDataset({self.name!r}: x_train {self.x_train.shape} {self.x_train.dtype} in [{lo:g}, {hi:g}], "
+                f"x_test {self.x_test.shape}, {self.num_classes} classes{', extras ' + ', '.join(extras) if extras else ''}; "
+                f"{state})")
 
 
 def as_model_input(x: np.ndarray, signal_ndim: int = 1) -> np.ndarray:

@@ -31,6 +31,12 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     seen = {row.tobytes() for row in all_images.astype(np.float32)}
     assert {x.ravel().tobytes() for x in ds.x_test} <= seen
     np.testing.assert_allclose(ds.mean, ds.x_train.mean(), rtol=1e-5)  # statistics from the training split
+    # values as stored (0..16), and printing the dataset says what to do about it
+    assert "in [0, 16]" in repr(ds) and "call .normalized()" in repr(ds)
+    norm = ds.normalized()
+    assert "standardised" in repr(norm) and ".normalized()" not in repr(norm)
+    np.testing.assert_allclose(norm.x_train.mean(), 0, atol=1e-5)
+    assert norm.normalized() is norm  # idempotent: a second call does not standardise again
 
 
 def test_rotated_digit_images_turn_without_clipping():
