@@ -1,9 +1,13 @@
-"""Saliency: a CNN trained on digits, its saliency maps, first-layer filters and feature maps.
+"""Saliency: a CNN trained on digits, its saliency maps, first-layer filters, feature maps and what deeper units respond to.
 
 ``digits_cnn`` trains on the 8x8 ``digits`` through ``cnnjax.train.fit``. For held-out digits
 the study draws four saliency methods (vanilla gradient, SmoothGrad, integrated gradients,
 Grad-CAM on ``conv2``), the 16 first-layer filters and one digit's first-layer feature maps,
 and the classic hand-made filter bank over a real photograph (the one matplotlib ships).
+Deeper layers are shown by feature visualisation (``cnnjax.viz.feature_visualization``): for
+each class score and for units of ``conv2`` and ``conv3``, the input found by gradient ascent
+(Fourier parametrisation, jitter, values kept within the training data's range), each titled
+with the held-out digit that excites that unit most.
 
 A deletion test checks that the maps point at pixels the network uses: on every test
 digit, the ``k`` most salient pixels are set to the mean pixel (0 after standardising) and
@@ -20,7 +24,17 @@ import numpy as np
 
 from cnnjax.data import load_arrays
 from cnnjax.train import TrainConfig, fit
-from cnnjax.viz import plot_feature_maps, plot_filter_bank, plot_filters, plot_saliency, sample_image, saliency
+from cnnjax.viz import (
+    feature_maps,
+    feature_visualization,
+    plot_feature_maps,
+    plot_feature_visualization,
+    plot_filter_bank,
+    plot_filters,
+    plot_saliency,
+    sample_image,
+    saliency,
+)
 from experiments import common
 
 METHODS = {"vanilla": {}, "smoothgrad": {"samples": 32}, "integrated_gradients": {"steps": 32},
@@ -29,7 +43,8 @@ METHODS = {"vanilla": {}, "smoothgrad": {"samples": 32}, "integrated_gradients":
 
 def get_config(quick: bool) -> dict:
     return {"model": "digits_cnn", "steps": 50 if quick else 1500, "batch_size": 100, "lr": 3e-3, "seed": 0,
-            "deleted_pixels": [4, 8, 16], "examples_shown": 6, "random_repeats": 5}
+            "deleted_pixels": [4, 8, 16], "examples_shown": 6, "random_repeats": 5,
+            "visualized_units": 8, "ascent_steps": 32 if quick else 512}
 
 
 def delete(x: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -69,6 +84,7 @@ def run(study: common.Study) -> None:
     plot_feature_maps(model, x[picks[0]], "conv1", study.out / "feature_maps.png")
     photo = sample_image()
     plot_filter_bank(photo[::2, ::2], study.out / "filter_bank.png")
+    recognised = visualize_units(study, model, x, y)
 
     table = {}
     for r in rows:
@@ -94,10 +110,37 @@ def run(study: common.Study) -> None:
         "deletion writes, and its attributions sum to the change that baseline causes, which favours it here.)",
         "First-layer filters (3x3, one input channel) and the first layer's 16 feature maps of one digit:\n\n"
         "![filters](filters.png)\n\n![feature maps](feature_maps.png)",
+        "**What deeper units respond to** (feature visualisation: gradient ascent on the input, "
+        f"{cfg['ascent_steps']} Adam steps, Fourier parametrisation, 1-pixel jitter, values within the training "
+        "data's range). Each image's title names the held-out digit that excites that unit most. Class scores "
+        f"first; the network classifies {recognised} of the 10 class images as their own class:\n\n"
+        "![class images](features_logits.png)\n\n![conv2 units](features_conv2.png)\n\n"
+        "![conv3 units](features_conv3.png)",
         "The hand-made filters of `cnnjax.functional.filters` over a real photograph (Grace Hopper, shipped with "
         "matplotlib): Sobel and Prewitt respond to vertical or horizontal edges, the blurs smooth, the Laplacian of "
         "Gaussian marks blobs and outlines, and each Gabor picks one orientation.\n\n![filter bank](filter_bank.png)",
     )
+
+
+def visualize_units(study: common.Study, model, x: np.ndarray, y: np.ndarray) -> int:
+    """Feature visualisations of the class scores and of conv2/conv3 units, titled with each unit's most exciting
+    test digit; returns how many class images the model classifies as their own class."""
+    cfg = study.config
+    options = {"shape": x.shape[1:], "steps": cfg["ascent_steps"], "value_range": (float(x.min()), float(x.max()))}
+    scores = np.asarray(jax.jit(lambda v: model(v))(x))
+    classes = feature_visualization(model, "logits", list(range(10)), **options)
+    predicted = np.asarray(model(classes)).argmax(-1)
+    plot_feature_visualization(classes, study.out / "features_logits.png", cols=10,
+                               titles=[f"class {c}: seen as {p}\ntop digit {y[scores[:, c].argmax()]}"
+                                       for c, p in enumerate(predicted)])
+    for layer in ("conv2", "conv3"):
+        act = feature_maps(model, x, layer)
+        units = list(range(min(cfg["visualized_units"], act.shape[-1])))
+        images = feature_visualization(model, layer, units, **options)
+        top = act.reshape(len(x), -1, act.shape[-1]).mean(1).argmax(0)
+        plot_feature_visualization(images, study.out / f"features_{layer}.png", cols=len(units),
+                                   titles=[f"{layer}[{u}]\ntop digit {y[top[u]]}" for u in units])
+    return int((predicted == np.arange(10)).sum())
 
 
 def main(argv=None) -> int:

@@ -17,8 +17,9 @@ import numpy as np
 from flax import nnx
 
 from cnnjax import functional as F
-from cnnjax.models.transfer import locate_module, module_paths
+from cnnjax.models.transfer import module_paths
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
+from cnnjax.viz.probe import Probe, install_probe
 
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "grad_cam")
 
@@ -120,27 +121,6 @@ def integrated_gradients(model: nnx.Module, x, target=None, *, baseline=None, st
     return (x - baseline) * grads.mean(0)
 
 
-class _Probe:
-    """Stands in for a layer: calls it, adds ``delta`` to its output and records the output."""
-
-    def __init__(self, layer, delta):
-        self.layer, self.delta, self.output = layer, delta, None
-
-    def __call__(self, *args, **kwargs):
-        self.output = self.layer(*args, **kwargs)
-        return self.output if self.delta is None else self.output + self.delta
-
-
-def _install(model: nnx.Module, layer: str, delta) -> _Probe:
-    container, key, child = locate_module(model, layer, caller="grad_cam")
-    probe = _Probe(child, delta)
-    if isinstance(key, int):
-        container[key] = probe
-    else:
-        object.__setattr__(container, key, probe)  # a plain attribute: the probe lives only in this traced copy
-    return probe
-
-
 def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = True):
     """Grad-CAM (Selvaraju et al. 2017) on the output ``A`` of a named layer.
 
@@ -162,13 +142,13 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
     def run(delta):
         m = nnx.merge(graphdef, state)
         m.eval()
-        probe = _install(m, layer, delta)
+        probe = install_probe(m, layer, delta, caller="grad_cam")
         return m(x), probe.output
 
     try:
         logits, acts = jax.eval_shape(run, None)
     except TypeError as e:
-        if "_Probe" not in str(e):
+        if Probe.__name__ not in str(e):
             raise
         children = [p for p in module_paths(model) if p.startswith(layer + ".") and p.count(".") == layer.count(".") + 1]
         raise ValueError(f"grad_cam: the model uses {layer!r} as a container rather than calling it; "
