@@ -1,5 +1,7 @@
-"""Beyond functional and nn: the public functions of detection, segmentation, equivariance and inspect refuse
+"""Beyond functional and nn: the public functions of detection, segmentation, equivariance, inspect and viz refuse
 non-array inputs with a TypeError naming the function and the argument (functional and nn have their own batteries)."""
+
+import inspect
 
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,8 @@ import cnnjax.detection as det
 import cnnjax.equivariance as eq
 import cnnjax.inspect as ins
 import cnnjax.segmentation as seg
+import cnnjax.viz as viz
+from cnnjax import models
 
 B = np.array([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]], np.float32)
 S = np.array([0.9, 0.8], np.float32)
@@ -21,6 +25,10 @@ X = np.ones((2, 8, 1), np.float32)
 T = eq.shift([1], spatial_dims=1)
 IDENT = lambda a: a  # noqa: E731
 CLASSIFY = lambda w: jnp.ones((w.shape[0], 2))  # noqa: E731
+NET = models.create("digits_cnn", num_classes=10, in_channels=1, seed=0)
+DIGITS = np.zeros((2, 8, 8, 1), np.float32)
+PHOTO = np.zeros((16, 16, 3), np.float32)
+MASK = np.zeros((16, 16), np.int32)
 
 # name -> (function, valid keyword arguments, the array arguments to spoil)
 CALLS = {
@@ -60,6 +68,24 @@ CALLS = {
     "relative_error": (eq.relative_error, dict(actual=X, expected=X), ["actual", "expected"]),
     "conv_as_matrix": (ins.conv_as_matrix, dict(w=np.ones((3, 1, 1), np.float32), input_shape=(8, 1)), ["w"]),
     "singular_values": (ins.singular_values, dict(w=np.ones((3, 1, 1), np.float32), input_size=(8,)), ["w"]),
+    "vanilla_gradient": (viz.vanilla_gradient, dict(model=NET, x=DIGITS), ["x"]),
+    "smoothgrad": (viz.smoothgrad, dict(model=NET, x=DIGITS, samples=2), ["x"]),
+    "integrated_gradients": (viz.integrated_gradients, dict(model=NET, x=DIGITS, baseline=DIGITS, steps=2),
+                             ["x", "baseline"]),
+    "grad_cam": (viz.grad_cam, dict(model=NET, x=DIGITS, layer="conv2"), ["x"]),
+    "saliency": (viz.saliency, dict(model=NET, x=DIGITS), ["x"]),
+    "plot_saliency": (viz.plot_saliency, dict(images=DIGITS, maps={"zero": DIGITS[..., 0]}), ["images"]),
+    "feature_maps": (viz.feature_maps, dict(model=NET, x=DIGITS, layer="conv1"), ["x"]),
+    "plot_feature_maps": (viz.plot_feature_maps, dict(model=NET, x=DIGITS, layer="conv1", max_maps=2), ["x"]),
+    "apply_filter_bank": (viz.apply_filter_bank, dict(image=PHOTO), ["image"]),
+    "plot_filter_bank": (viz.plot_filter_bank, dict(image=PHOTO), ["image"]),
+    "make_grid": (viz.make_grid, dict(images=DIGITS), ["images"]),
+    "overlay_masks": (viz.overlay_masks, dict(image=PHOTO, mask=MASK), ["image", "mask"]),
+    "draw_boxes": (viz.draw_boxes, dict(image=PHOTO, boxes=B, classes=C), ["image", "boxes", "classes"]),
+    "plot_detections": (viz.plot_detections, dict(images=PHOTO[None], boxes=B[None], classes=C[None], scores=S[None]),
+                        ["images", "boxes", "classes", "scores"]),
+    "plot_segmentation": (viz.plot_segmentation, dict(images=PHOTO[None], masks=[MASK[None]]), ["images"]),
+    "plot_feature_visualization": (viz.plot_feature_visualization, dict(images=DIGITS), ["images"]),
 }
 BAD = {"None": None, "str": "image", "mixed list": [[1.0, "a"], [2.0, 3.0]], "ragged list": [[1.0], [2.0, 3.0]],
        "dict": {"x": 1}, "object": object()}
@@ -69,12 +95,18 @@ BAD = {"None": None, "str": "image", "mixed list": [[1.0, "a"], [2.0, 3.0]], "ra
 def test_non_array_inputs_get_a_type_error_naming_the_function_and_argument(name):
     fn, kwargs, arrays = CALLS[name]
     fn(**kwargs)  # the valid call runs
+    params = inspect.signature(fn).parameters
     for arg in arrays:
         for bad in BAD.values():
+            if bad is None and params[arg].default is None:
+                continue  # an optional array: None means "not given"
             with pytest.raises(TypeError, match=rf"^{name}: {arg} must be"):
                 fn(**dict(kwargs, **{arg: bad}))
 
 
-def test_every_detection_and_segmentation_function_is_in_the_battery():
-    no_arrays = {"BOX_FORMATS", "window_boxes"}  # a constant; sizes only
-    assert (set(det.__all__) | set(seg.__all__)) - no_arrays <= set(CALLS)
+def test_every_detection_segmentation_and_viz_function_is_in_the_battery():
+    no_arrays = {"BOX_FORMATS", "window_boxes",  # a constant; sizes only
+                 "METHODS", "PALETTE", "PARAMETRIZATIONS", "conv_kernels", "filter_bank", "sample_image",
+                 "feature_visualization",  # a model and names: its input is what it makes
+                 "plot_filters"}  # a model or a kernel: a bad kernel is refused by its own check
+    assert (set(det.__all__) | set(seg.__all__) | set(viz.__all__)) - no_arrays <= set(CALLS)

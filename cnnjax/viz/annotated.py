@@ -8,10 +8,12 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from cnnjax.functional import utils
 from cnnjax.viz.figure import finish, image_axes, new_figure, to_display
 from cnnjax.viz.grid import PALETTE, overlay_masks
 
 
+@utils.array_args("images", "boxes", "classes", "scores")
 def plot_detections(images: Any, boxes: Any, classes: Any, scores: Any = None, *, class_names: Sequence[str] | None = None,
                     gt_boxes: Any = None, gt_classes: Any = None, path: str | Path | None = None, cols: int = 4,
                     min_score: float = 0.0):
@@ -51,6 +53,7 @@ def plot_detections(images: Any, boxes: Any, classes: Any, scores: Any = None, *
     return finish(fig, path)
 
 
+@utils.array_args("images")
 def plot_segmentation(images: Any, masks: Sequence[Any], titles: Sequence[str] = ("input", "truth", "prediction"),
                       *, path: str | Path | None = None, alpha: float = 0.6):
     """One row per image: the image, then each class mask (truth, prediction...) blended over it.

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
+from cnnjax.functional import utils
 from cnnjax.models.base import Model
 from cnnjax.viz.figure import finish, image_axes, new_figure, to_display
 from cnnjax.viz.filters import conv_kernels
 from cnnjax.viz.saliency import eval_copy
 
 
+@utils.array_args("x")
 def feature_maps(model: nnx.Module, x, layer: str) -> np.ndarray:
     """The named intermediate ``layer`` of a zoo model (``model(x, return_features=True)``), in eval mode.
 
@@ -33,6 +35,7 @@ def feature_maps(model: nnx.Module, x, layer: str) -> np.ndarray:
     return np.asarray(features[layer])
 
 
+@utils.array_args("x")
 def plot_feature_maps(model: nnx.Module, x, layer: str, path: str | Path | None = None, max_maps: int = 32,
                       cols: int = 8):
     """One example's activation maps at ``layer``, one tile per channel (each with its own scale).

@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from cnnjax import functional as F
-from cnnjax.functional import filters
+from cnnjax.functional import filters, utils
 from cnnjax.models.transfer import dotted_path
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
 from cnnjax.viz.grid import make_grid
@@ -103,6 +103,7 @@ def _grey(image: Any) -> jnp.ndarray:
     return a[..., None]
 
 
+@utils.array_args("image")
 def apply_filter_bank(image: Any) -> dict[str, jnp.ndarray]:
     """Each filter of :func:`filter_bank` run over the (grey) image, same size, reflect-padded.
 
@@ -124,6 +125,7 @@ def apply_filter_bank(image: Any) -> dict[str, jnp.ndarray]:
     return out
 
 
+@utils.array_args("image")
 def plot_filter_bank(image: Any, path: str | Path | None = None, cols: int = 4):
     """:func:`apply_filter_bank` shown as a grid, each response with its own colour scale."""
     responses = apply_filter_bank(image)

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cnnjax.functional import utils
 from cnnjax.viz.figure import normalize
 
 PALETTE = np.array([
@@ -14,6 +15,7 @@ PALETTE = np.array([
 ], np.float32)  # matplotlib's tab10
 
 
+@utils.array_args("images")
 def make_grid(images: Any, nrow: int = 8, padding: int = 2, normalize_each: bool = False, pad_value: float = 0.0):
     """Tile a batch of images into one image, row by row (``torchvision.utils.make_grid``, channels-last).
 
@@ -58,6 +60,7 @@ def _rgb(image: Any) -> np.ndarray:
     return np.repeat(a, 3, -1) if a.shape[-1] == 1 else a.copy()
 
 
+@utils.array_args("image", "mask")
 def overlay_masks(image: Any, mask: Any, alpha: float = 0.5, colors: Any = None, background: int = 0):
     """Blend a class mask over an image (``torchvision.utils.draw_segmentation_masks``).
 
@@ -81,6 +84,7 @@ def overlay_masks(image: Any, mask: Any, alpha: float = 0.5, colors: Any = None,
     return np.where(on, (1 - alpha) * rgb + alpha * painted, rgb)
 
 
+@utils.array_args("image", "boxes", "classes")
 def draw_boxes(image: Any, boxes: Any, classes: Sequence[int] | None = None, colors: Any = None, width: int = 1):
     """Rasterise box outlines onto an image (``torchvision.utils.draw_bounding_boxes``, without text).
 

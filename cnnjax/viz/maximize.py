@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 from cnnjax.viz.figure import finish, image_axes, new_figure, to_display
 from cnnjax.viz.probe import install_probe
 
@@ -173,6 +174,7 @@ def _ascend(graphdef, state, layer, chans, shape, steps, lr, parametrization, ji
     return image(params)
 
 
+@utils.array_args("images")
 def plot_feature_visualization(images: Any, path: str | Path | None = None, *, titles: Sequence[str] | None = None,
                                cols: int = 8):
     """One tile per image of :func:`feature_visualization` (each min-max scaled on its own).

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from cnnjax import functional as F
+from cnnjax.functional import utils
 from cnnjax.models.transfer import module_paths
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
 from cnnjax.viz.probe import Probe, install_probe
@@ -58,6 +59,7 @@ def _gradient_program(graphdef, state, x, target):
     return jax.grad(lambda z: _scores(m(z), target).sum())(x)
 
 
+@utils.array_args("x")
 def vanilla_gradient(model: nnx.Module, x, target=None):
     """``∂S/∂x`` (Simonyan et al. 2013).
 
@@ -73,6 +75,7 @@ def vanilla_gradient(model: nnx.Module, x, target=None):
     return _input_gradient(m, x, _targets(target, x.shape[0], lambda: m(x)))
 
 
+@utils.array_args("x")
 def smoothgrad(model: nnx.Module, x, target=None, *, key=None, samples: int = 25, noise: float = 0.15):
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``x + N(0, σ²)`` copies.
 
@@ -99,6 +102,7 @@ def smoothgrad(model: nnx.Module, x, target=None, *, key=None, samples: int = 25
     return jax.lax.map(one, jax.random.split(key, samples)).mean(0)
 
 
+@utils.array_args("x", "baseline")
 def integrated_gradients(model: nnx.Module, x, target=None, *, baseline=None, steps: int = 32):
     """Integrated gradients (Sundararajan et al. 2017): ``(x - x') ⊙ ∫₀¹ ∂S/∂x (x' + α(x - x')) dα``.
 
@@ -121,6 +125,7 @@ def integrated_gradients(model: nnx.Module, x, target=None, *, baseline=None, st
     return (x - baseline) * grads.mean(0)
 
 
+@utils.array_args("x")
 def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = True):
     """Grad-CAM (Selvaraju et al. 2017) on the output ``A`` of a named layer.
 
@@ -171,6 +176,7 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
     return cam
 
 
+@utils.array_args("x")
 def saliency(model: nnx.Module, x, target=None, method: str = "vanilla", **options):
     """A per-position saliency map by any of :data:`METHODS`.
 
@@ -203,6 +209,7 @@ def saliency(model: nnx.Module, x, target=None, method: str = "vanilla", **optio
     raise ValueError(f"saliency: method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
+@utils.array_args("images")
 def plot_saliency(images, maps, path: str | Path | None = None, *, titles: Any = None, alpha: float = 0.55,
                   cmap: str = "jet"):
     """Each image beside its saliency overlay (map min-max scaled per image).
