@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays, rotated_digit_images
+from cnnjax.data import DatasetNotFoundError, draw_shapes, load_arrays, rotated_digit_images, shape_windows
 
 
 @pytest.mark.integration  # expensive: the integration tier runs it (the fast tier stays under 8 minutes)
@@ -76,6 +76,22 @@ def test_shapes_labels_boxes_and_masks_agree():
                 assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
 
 
+def test_shape_windows_crop_each_visible_shape_and_background_elsewhere():
+    # a 12-pixel square box is read at scale 1: its window is the image's pixels, exactly
+    image = np.random.default_rng(0).uniform(0, 0.1, (1, 32, 32, 1)).astype(np.float32)
+    image[0, 8:20, 10:22] = 0.8
+    boxes = np.array([[[10, 8, 22, 20], [0, 0, 0, 0]]], np.float32)
+    classes, mask = np.array([[0, -1]]), np.zeros((1, 32, 32), np.int32)
+    mask[0, 8:20, 10:22] = 1
+    crops, labels = shape_windows(image, boxes, classes, mask, np.random.default_rng(1), window=12, negatives=4)
+    assert crops.shape == (5, 12, 12, 1) and list(labels) == [0, 3, 3, 3, 3]
+    np.testing.assert_allclose(crops[0], image[0, 8:20, 10:22], atol=1e-6)
+    assert (crops[1:] < 0.8).mean() > 0.5  # background crops overlap the square by IoU < 0.3
+    mask[0, 8:20, 10:22] = 0  # wholly covered by a later shape: no positive
+    _, labels = shape_windows(image, boxes, classes, mask, np.random.default_rng(1), negatives=1)
+    assert list(labels) == [3]
+
+
 def test_draw_shapes_is_deterministic_per_seed():
     a = draw_shapes(np.random.default_rng(5))
     b = draw_shapes(np.random.default_rng(5))
@@ -88,7 +104,7 @@ def test_catalog_dataset_that_is_not_prepared_says_where_and_how(tmp_path):
 
 
 def test_unknown_dataset_lists_what_exists(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, mnist1d_shuffled, rotated_digits, shapes offline"):
+    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'no_such_data': cnnjax makes digits, mnist1d, mnist1d_shuffled, rotated_digits, shape_windows, shapes offline"):
         load_arrays("no_such_data", data_dir=str(tmp_path))
 
 

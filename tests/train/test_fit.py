@@ -160,7 +160,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path):
     (["--optimizer", "lion"], "unknown --optimizer 'lion'; choose from: sgd, momentum, nesterov, adam, adamw"),
     (["--epochs", "0"], "--epochs must be >= 1, got 0"),
     (["--model", "resnet18"], "model 'resnet18' does not fit 'mnist1d' inputs of shape (40, 1)"),
-    (["--dataset", "nope"], "unknown dataset 'nope': cnnjax makes digits, mnist1d, mnist1d_shuffled, rotated_digits, shapes offline"),
+    (["--dataset", "nope"], "unknown dataset 'nope': cnnjax makes digits, mnist1d, mnist1d_shuffled, rotated_digits, shape_windows, shapes offline"),
     (["--task", "detection"], "--task must be one of classify, segment, detect, got 'detection'"),
     (["--task", "segment", "--loss", "yolo"], "--loss 'yolo' does not fit task 'segment'; choose from cross_entropy, dice"),
     (["--task", "segment", "--model", "unet"], "task 'segment' needs the dataset's mask features; 'mnist1d' has none"),
