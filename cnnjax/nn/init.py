@@ -22,8 +22,10 @@ partitionable, they call ``jax.nn.initializers``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 from typing import Any, Sequence
 
 import flax
@@ -36,6 +38,9 @@ import numpy as np
 #: Values per chunk: one compiled program serves every parameter; a small kernel still costs a whole
 #: chunk, about a millisecond.
 CHUNK = 1 << 17
+
+#: Chunks per thread below which a draw stays on the calling thread (a thread pool costs about a millisecond).
+PARALLEL_CHUNKS = 8
 
 #: The standard deviation of a standard normal truncated to (-2, 2), as ``jax.nn.initializers`` divides by it.
 TRUNCATED_STD = 0.87962566103423978
@@ -140,10 +145,13 @@ def _truncated_normal_chunk(dtype: np.dtype):
     sqrt2 = np.array(np.sqrt(2), dtype)
     lower, upper = np.array(-2, dtype), np.array(2, dtype)
 
-    def chunk(key: jax.Array, offset: jax.Array, std: jax.Array) -> jax.Array:
+    def chunk(key: jax.Array, offsets: jax.Array, std: jax.Array) -> jax.Array:
         key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-        counts = offset + jax.lax.iota(jnp.uint32, CHUNK)
-        bits1, bits2 = jax.extend.random.threefry2x32_p.bind(key_data[0], key_data[1], jnp.zeros_like(counts), counts)
+        # every chunk at once, (m, CHUNK), with the key broadcast to that shape: under vmap, threefry's batching
+        # rule lowered a scalar key against batched counts with mismatched shapes (an error inside jit)
+        counts = offsets[:, None] + jax.lax.broadcasted_iota(jnp.uint32, (offsets.shape[0], CHUNK), 1)
+        k0, k1 = (jnp.broadcast_to(k, counts.shape) for k in (key_data[0], key_data[1]))
+        bits1, bits2 = jax.extend.random.threefry2x32_p.bind(k0, k1, jnp.zeros_like(counts), counts)
         if finfo.bits == 32:
             bits = bits1 ^ bits2
         else:
@@ -159,14 +167,27 @@ def _truncated_normal_chunk(dtype: np.dtype):
                        jax.lax.nextafter(upper, np.array(-np.inf, dtype)))
         return out * std
 
-    return jax.jit(jax.vmap(chunk, in_axes=(None, 0, None)))
+    return jax.jit(chunk)
 
 
 def _draw(key: jax.Array, n: int, std: np.ndarray) -> np.ndarray:
-    """The ``n`` values of ``jax.random.truncated_normal(key, -2, 2, (n,), std.dtype) * std``, on the host."""
+    """The ``n`` values of ``jax.random.truncated_normal(key, -2, 2, (n,), std.dtype) * std``, on the host.
+
+    A large draw (VGG's first dense layer holds 103 M values) runs its chunks on a thread per core: XLA:CPU
+    runs each call on one core and releases the GIL, and the chunks are independent, so the values are the same.
+    """
     program, out = _truncated_normal_chunk(std.dtype), np.empty(n, std.dtype)
-    for offset in range(0, n, CHUNK):
+
+    def fill(offset: int) -> None:
         out[offset:offset + CHUNK] = np.asarray(program(key, np.full(1, offset, np.uint32), std))[0, :n - offset]
+    offsets = range(0, n, CHUNK)
+    workers = min(os.cpu_count() or 1, 8, len(offsets) // PARALLEL_CHUNKS)
+    if workers < 2:
+        for offset in offsets:
+            fill(offset)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, offsets))
     return out
 
 

@@ -43,6 +43,15 @@ def test_inside_a_trace_and_in_half_precision_it_is_jax_s_initializer():
     assert jax.eval_shape(lambda k: init.zeros(k, (5,)), key).shape == (5,)
 
 
+def test_a_draw_of_several_chunks_inside_jit_is_jax_s_too():
+    # the chunk program over many offsets at once: it once failed to lower inside jit (nnx.jit of a model build)
+    key = jax.random.key(3)
+    got = jax.jit(lambda k: init.he_normal()(k, (512, 1024)))(key)
+    np.testing.assert_array_equal(got, jax.nn.initializers.he_normal()(key, (512, 1024)))
+    built = nnx.jit(lambda: nn.Linear(1024, 1024, rngs=nnx.Rngs(0)))()
+    np.testing.assert_array_equal(built.kernel[...], nn.Linear(1024, 1024, rngs=nnx.Rngs(0)).kernel[...])
+
+
 def test_constants():
     np.testing.assert_array_equal(init.ones(None, (2, 3)), np.ones((2, 3), np.float32))
     assert init.zeros(None, (4,)).dtype == jnp.float32
@@ -50,7 +59,11 @@ def test_constants():
 
 @pytest.mark.parametrize("n", [1, 1000, init.CHUNK - 1, init.CHUNK, init.CHUNK + 1, 3 * init.CHUNK + 5])
 @pytest.mark.parametrize("seed", [0, 12345])
-def test_a_chunked_draw_is_jax_s_truncated_normal_bit_for_bit(n, seed):
+@pytest.mark.parametrize("threads", ["one", "several"])
+def test_a_chunked_draw_is_jax_s_truncated_normal_bit_for_bit(n, seed, threads, monkeypatch):
+    if threads == "several":  # chunks spread over a thread pool (as VGG's large layers are), same values
+        monkeypatch.setattr(init, "PARALLEL_CHUNKS", 1)
+        monkeypatch.setattr(init.os, "cpu_count", lambda: 4)
     key = jax.random.key(seed)
     want = jax.random.truncated_normal(key, -2, 2, (n,), jnp.float32)
     np.testing.assert_array_equal(init._draw(key, n, np.float32(1)), want)
