@@ -14,6 +14,7 @@ STUDIES = (
     "normalization_ablation",
     "receptive_field_growth",
     "conv_vs_mlp",
+    "mnist1d_lecture",
     "detect_shapes",
     "segment_shapes",
     "saliency_digits",

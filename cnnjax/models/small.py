@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import numpy as np
 from flax import nnx
@@ -159,22 +161,35 @@ for _fn in (mnist1d_cnn, mnist1d_convbase, digits_cnn):
 
 
 class MLP(Model):
-    """The MNIST-1D MLP baseline: 40->100->100->classes, the second hidden layer residual.
+    """A ReLU MLP on the flattened input: ``fc1 ... fcN`` then a linear ``head``.
 
-    ``h1 = relu(W1 x)``, ``h2 = relu(W2 h1) + h1``, ``logits = W3 h2``. Input ``(*batch, length, C)`` or ``(*batch, length)``.
+    With ``residual=True`` (the MNIST-1D paper's baseline) every hidden layer after the first adds
+    its input, ``h_i = relu(W_i h_{i-1}) + h_{i-1}``, so the hidden widths must be equal; otherwise
+    it is the plain ``Linear -> ReLU`` stack of a PyTorch ``nn.Sequential``.
+    Input ``(*batch, length, C)`` or ``(*batch, length)``; ``features``: each ``fc<i>`` and ``pre_logits``.
     """
 
-    def __init__(self, in_features: int, hidden: int, num_classes: int, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, hidden: tuple[int, ...], num_classes: int, rngs: nnx.Rngs,
+                 residual: bool = False):
+        if residual and len(set(hidden)) > 1:
+            raise ValueError(f"MLP: residual=True needs equal hidden widths, got hidden={hidden}")
         self.in_features = in_features
-        self.fc1 = nn.Linear(in_features, hidden, rngs=rngs)
-        self.fc2 = nn.Linear(hidden, hidden, rngs=rngs)
-        self.head = nn.Linear(hidden, num_classes, rngs=rngs)
+        self.residual = residual
+        self.layer_names = tuple(f"fc{i + 1}" for i in range(len(hidden)))
+        widths = (in_features, *hidden)
+        for name, cin, cout in zip(self.layer_names, widths[:-1], widths[1:]):
+            setattr(self, name, nn.Linear(cin, cout, rngs=rngs))
+        self.head = nn.Linear(widths[-1], num_classes, rngs=rngs)
 
     def forward(self, x):
         x = x.reshape(x.shape[: x.ndim - 2] + (-1,)) if x.shape[-1] != self.in_features else x
-        h1 = jax.nn.relu(self.fc1(x))
-        h2 = jax.nn.relu(self.fc2(h1)) + h1
-        return self.head(h2), {"fc1": h1, "pre_logits": h2}
+        features = {}
+        for i, name in enumerate(self.layer_names):
+            h = jax.nn.relu(getattr(self, name)(x))
+            x = h + x if self.residual and i > 0 else h
+            features[name] = x
+        features["pre_logits"] = x
+        return self.head(x), features
 
 
 class Logistic(Model):
@@ -190,9 +205,25 @@ class Logistic(Model):
 
 
 @register()
-def mlp(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, hidden: int = 100, rngs: nnx.Rngs) -> MLP:
-    """MNIST-1D MLP baseline (15,210 params at the defaults)."""
-    return MLP(length * in_channels, hidden, num_classes, rngs)
+def mlp(*, num_classes: int = 10, in_channels: int = 1, length: int = 40, hidden: int | Sequence[int] = 100,
+        rngs: nnx.Rngs) -> MLP:
+    """MNIST-1D MLP: 15,210 params at the defaults.
+
+    ``hidden=100`` (an int) is the MNIST-1D paper's baseline, two hidden layers of that width with
+    the second residual. A sequence of widths gives the plain ``Linear -> ReLU`` stack instead:
+    ``hidden=(256, 262, 265)`` is our reading of the CNN lecture's 150,185-parameter fully connected
+    network (the lecture gives only the count; see ``experiments/mnist1d_lecture.py``).
+    """
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        widths, residual = (int(hidden),) * 2, True
+    elif isinstance(hidden, Sequence) and not isinstance(hidden, str) and len(hidden) > 0 \
+            and all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) for h in hidden):
+        widths, residual = tuple(int(h) for h in hidden), False
+    else:
+        raise TypeError(f"mlp: hidden must be an int or a non-empty sequence of ints, got {hidden!r}")
+    if min(widths) < 1:
+        raise ValueError(f"mlp: hidden widths must be >= 1, got hidden={hidden!r}")
+    return MLP(length * in_channels, widths, num_classes, rngs, residual=residual)
 
 
 @register()

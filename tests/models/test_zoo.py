@@ -68,6 +68,21 @@ def test_inception_without_aux_head():
     assert n_params(abstract("inception_v3", aux_logits=False)) == 23_834_568
 
 
+def test_mlp_widths_give_the_lecture_network_and_a_plain_stack():
+    # the CNN lecture's fully connected MNIST-1D network: 150,185 parameters (our reading: 40-256-262-265-10)
+    assert n_params(abstract("mlp", hidden=(256, 262, 265))) == 40 * 256 + 256 + 256 * 262 + 262 + 262 * 265 + 265 + 265 * 10 + 10 == 150_185
+    net = models.create("mlp", hidden=[3, 5], seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 40, 1)).astype(np.float32)
+    h1 = np.maximum(x[..., 0] @ np.asarray(net.fc1.kernel[...]) + np.asarray(net.fc1.bias[...]), 0)
+    h2 = np.maximum(h1 @ np.asarray(net.fc2.kernel[...]) + np.asarray(net.fc2.bias[...]), 0)  # no residual
+    want = h2 @ np.asarray(net.head.kernel[...]) + np.asarray(net.head.bias[...])
+    np.testing.assert_allclose(net(x), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="mlp: hidden must be an int or a non-empty sequence of ints, got \\(\\)"):
+        models.create("mlp", hidden=())
+    with pytest.raises(ValueError, match="mlp: hidden widths must be >= 1"):
+        models.create("mlp", hidden=(4, 0))
+
+
 def test_unet_count_matches_a_layer_by_layer_formula():
     def double(a, b):  # conv (no bias) + BN scale/bias, twice
         return conv_param_count((3, 3), a, b, bias=False) + 2 * b + conv_param_count((3, 3), b, b, bias=False) + 2 * b
