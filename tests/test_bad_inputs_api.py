@@ -3,6 +3,7 @@ non-array inputs with a TypeError naming the function and the argument (function
 
 import inspect
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -110,3 +111,26 @@ def test_every_detection_segmentation_and_viz_function_is_in_the_battery():
                  "feature_visualization",  # a model and names: its input is what it makes
                  "plot_filters"}  # a model or a kernel: a bad kernel is refused by its own check
     assert (set(det.__all__) | set(seg.__all__) | set(viz.__all__)) - no_arrays <= set(CALLS)
+
+
+def test_models_data_and_inspect_refuse_non_arrays_and_non_shapes_by_name():
+    from cnnjax import data
+
+    for bad in BAD.values():
+        with pytest.raises(TypeError, match="^PlainConvNet: x must be"):
+            NET(bad)
+        with pytest.raises(TypeError, match="^tta_predict: x must be"):
+            data.tta_predict(NET, bad)
+        with pytest.raises(TypeError, match="^augment: x must be"):
+            data.augment("flip")(jax.random.key(0), bad)
+    with pytest.raises(TypeError, match="^augment: key must be a jax.random key, got NoneType"):
+        data.augment("flip")(None, DIGITS)
+    for bad in (None, "8x8", [1, "a"], 3):
+        with pytest.raises(TypeError, match="^summary: input_shape must be a shape"):
+            ins.summary(NET, bad)
+        with pytest.raises(TypeError, match="^receptive_field: input_shape must be a shape"):
+            ins.receptive_field(NET, bad)
+    with pytest.raises(ValueError, match="^summary: input_shape must have at least 2 entries, each >= 1, got \\(0, 8, 8, 1\\)"):
+        ins.summary(NET, (0, 8, 8, 1))
+    with pytest.raises(TypeError, match="^load_torch_state_dict: state_dict must be a mapping"):
+        models.load_torch_state_dict(NET, None)

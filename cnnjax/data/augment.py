@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from cnnjax.functional import utils
+
 
 def _per_example(fn: Callable) -> Callable:
     def batched(key: jax.Array, x: jax.Array, *args, **kwargs) -> jax.Array:
@@ -98,6 +100,10 @@ def augment(spec: str | Sequence[str]) -> Callable[[jax.Array, jax.Array], jax.A
     fns = [AUGMENTATIONS[n] for n in names]
 
     def apply(key, x):
+        x = utils.as_array(x, "augment", "x")
+        if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,))):
+            raise TypeError(f"augment: key must be a jax.random key, got {type(key).__name__} {key!r:.60}; "
+                            "the augmentation is called as f(key, batch)")
         for k, fn in zip(jax.random.split(key, max(len(fns), 1)), fns):
             x = fn(k, x)
         return x
@@ -105,6 +111,7 @@ def augment(spec: str | Sequence[str]) -> Callable[[jax.Array, jax.Array], jax.A
     return apply
 
 
+@utils.array_args("x")
 def tta_predict(predict: Callable[[jax.Array], jax.Array], x: jax.Array, *, flips: bool = True, shifts: int = 0) -> jax.Array:
     """Test-time augmentation: average ``softmax(predict(view))`` over the identity, a horizontal flip,
     and circular shifts by ``+-shifts`` along each spatial dim.

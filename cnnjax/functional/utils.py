@@ -46,6 +46,15 @@ def as_tuple(value: Any, n: int, name: str, fn: str, *, minimum: int | None = No
     return out
 
 
+def as_shape(value: Any, name: str, fn: str, *, min_rank: int = 1) -> tuple[int, ...]:
+    """An array shape given as a sequence of at least ``min_rank`` positive ints, as a tuple; else a TypeError/ValueError."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or not all(_is_int(v) for v in value):
+        raise TypeError(f"{fn}: {name} must be a shape, a sequence of ints such as (1, 32, 32, 3), got {value!r}")
+    if len(value) < min_rank or any(v < 1 for v in value):
+        raise ValueError(f"{fn}: {name} must have at least {min_rank} entries, each >= 1, got {tuple(value)!r}")
+    return tuple(int(v) for v in value)
+
+
 def as_float_tuple(value: Any, n: int, name: str, fn: str) -> tuple[float, ...]:
     """A positive number or a length-``n`` sequence of them as a tuple of ``n`` floats."""
     def ok(v):

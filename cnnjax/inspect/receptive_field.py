@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cnnjax.functional import conv_strategy
+from cnnjax.functional import conv_strategy, utils
 
 GLOBAL = "global"
 
@@ -265,6 +265,7 @@ def receptive_field(
       >>> print(receptive_field(lambda x: F.conv(F.conv(x, w), w, stride=2), (1, 16, 16, 1))[0])
       output: size (5, 5), jump (2, 2), start (0, 0)
     """
+    input_shape = utils.as_shape(input_shape, "input_shape", "receptive_field", min_rank=2)
     fn, named = _as_function(model_or_fn)
     axes = tuple(range(1, len(input_shape) - 1)) if spatial_axes is None else tuple(spatial_axes)
     names: list[str] = []

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnnjax import nn
+from cnnjax.functional import utils
 
 
 def count_params(model: nnx.Module, kind: Any = nnx.Param) -> int:
@@ -164,6 +165,7 @@ def summary(model: nnx.Module, input_shape: Sequence[int], *, dtype: Any = jnp.f
     """
     if mult_adds not in MULT_ADDS:
         raise ValueError(f"summary: mult_adds must be one of {MULT_ADDS}, got mult_adds={mult_adds!r}")
+    input_shape = utils.as_shape(input_shape, "input_shape", "summary", min_rank=2)
     graphdef, state = nnx.split(model)
     rows: list[LayerRow] = []
 

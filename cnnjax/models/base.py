@@ -7,6 +7,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from cnnjax.functional import utils
+
 
 class Model(nnx.Module):
     """A zoo model: ``__call__(x, return_features=False)``.
@@ -21,6 +23,7 @@ class Model(nnx.Module):
     def forward(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         raise NotImplementedError
 
+    @utils.array_args("x")
     def __call__(self, x: jax.Array, *, return_features: bool = False):
         logits, features = self.forward(x)
         return (logits, features) if return_features else logits

@@ -77,6 +77,9 @@ def load_torch_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, s
     Raises:
       ValueError: listing missing keys, unexpected keys, and shape mismatches.
     """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"load_torch_state_dict: state_dict must be a mapping of names to tensors "
+                        f"(torch_model.state_dict()), got {type(state_dict).__name__}")
     chw_name, chw = getattr(model, "torch_chw", (None, None))
     modules = {path: node for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
     remaining = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
