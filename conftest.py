@@ -105,6 +105,11 @@ EXPENSIVE = {
     "tests/test_bad_inputs_api.py::test_non_array_inputs_get_a_type_error_naming_the_function_and_argument[yolo_loss]",
     "tests/functional/test_pool.py::test_onednn_max_pool_equals_reduce_window_with_ties[shape4-window4-stride4-0-1-False]",
     "tests/test_bad_inputs_api.py::test_non_array_inputs_get_a_type_error_naming_the_function_and_argument[detect]",
+    # the viz entries of the battery, each a saliency or feature-map program compiled anew
+    *(f"tests/test_bad_inputs_api.py::test_non_array_inputs_get_a_type_error_naming_the_function_and_argument[{n}]"
+      for n in ("grad_cam", "smoothgrad", "integrated_gradients", "vanilla_gradient", "saliency", "feature_maps",
+                "plot_feature_maps", "batched_nms", "decode_yolo")),
+    "tests/viz/test_maximize.py::test_a_linear_unit_is_maximised_by_its_weights[fourier]",
 }
 
 
