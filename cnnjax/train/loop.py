@@ -161,7 +161,11 @@ def model_builder(model: Any, *, ensemble: bool = False) -> tuple[str, Callable[
             raise TrainingError(f"fit_ensemble: got a {type(model).__name__} instance, but every member needs its "
                                 "own initialisation; pass a builder instead, e.g. model=lambda rngs: MyNet(rngs=rngs)")
 
-        def build_instance(**_: Any) -> nnx.Module:
+        def build_instance(*, num_classes: int, in_channels: int, seed: int | None = None,
+                           rngs: nnx.Rngs | None = None, **options: Any) -> nnx.Module:
+            if options:
+                raise TypeError(f"fit: model_options {sorted(options)} cannot apply to a {type(model).__name__} that "
+                                "is already built; pass a builder to have them passed to it")
             return model
         return type(model).__name__, build_instance
     if not callable(model) or isinstance(model, type) and not issubclass(model, nnx.Module):
@@ -177,6 +181,10 @@ def model_builder(model: Any, *, ensemble: bool = False) -> tuple[str, Callable[
                         "lambda rngs: MyNet(rngs=rngs)")
 
     def build_function(*, seed: int | None = None, rngs: nnx.Rngs | None = None, **kwargs: Any) -> nnx.Module:
+        unknown = sorted(k for k in kwargs if not takes_all and k not in params and k not in ("num_classes", "in_channels"))
+        if unknown:
+            raise TypeError(f"fit: the model builder {getattr(model, '__name__', model)!r} takes no {', '.join(unknown)} "
+                            "(from the config's model_options)")
         kwargs = {k: v for k, v in kwargs.items() if takes_all or k in params}
         return model(rngs=rngs if rngs is not None else nnx.Rngs(seed), **kwargs)
     return getattr(model, "__name__", type(model).__name__).replace("<lambda>", "model"), build_function

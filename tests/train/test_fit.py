@@ -253,4 +253,8 @@ def test_fit_model_errors_name_what_to_pass(tmp_path):
         fit(cfg, model=lambda: StudentNet(rngs=nnx.Rngs(0)), progress=False)
     with pytest.raises(TypeError, match="model must be an nnx.Module, a function returning one, or None.*got str"):
         fit(cfg, model="mnist1d_cnn", progress=False)
+    with pytest.raises(TypeError, match="the model builder 'StudentNet' takes no width"):
+        fit(dataclasses.replace(cfg, model_options={"width": 8}), model=StudentNet, progress=False)
+    with pytest.raises(TypeError, match="model_options \\['width'\\] cannot apply to a StudentNet that is already built"):
+        fit(dataclasses.replace(cfg, model_options={"width": 8}), model=StudentNet(rngs=nnx.Rngs(0)), progress=False)
     assert not (tmp_path / "r").exists()  # refused before anything was written
