@@ -54,15 +54,15 @@ def _check(fn: str, layer: Any, channels: Any, shape: Any, steps: Any, parametri
     if isinstance(chans, (str, bytes)) or not isinstance(chans, Sequence) or not chans or \
             not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0 for c in chans):
         raise TypeError(f"{fn}: channels must be a channel index or a non-empty list of them (ints >= 0), got {channels!r}")
-    if not isinstance(shape, Sequence) or not 2 <= len(shape) <= 4 or \
-            not all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape):
+    shape = utils.as_shape(shape, "shape", fn, min_rank=2)
+    if len(shape) > 4:
         raise ValueError(f"{fn}: shape must be one input's (*spatial, C), 1 to 3 spatial dims, got {shape!r}")
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"{fn}: parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}")
     for name, v, lo in (("steps", steps, 1), ("jitter", jitter, 0), ("blur_every", blur_every, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{fn}: {name} must be an int >= {lo}, got {v!r}")
-    return [int(c) for c in chans], tuple(int(d) for d in shape)
+    return [int(c) for c in chans], shape
 
 
 def feature_visualization(model: nnx.Module, layer: str, channels: int | Sequence[int], *, shape: Sequence[int],
