@@ -17,7 +17,7 @@ from flax import nnx
 from cnnjax import models, nn
 from cnnjax.train import CheckpointError, TrainConfig, TrainingError, fit, fit_ensemble
 from cnnjax.train import checkpoint as ckpt
-from cnnjax.train.loop import build_model
+from cnnjax.train.loop import build_model, model_builder
 from cnnjax.train.optim import make_optimizer
 from cnnjax.train.step import init_state
 
@@ -253,8 +253,11 @@ def test_fit_model_errors_name_what_to_pass(tmp_path):
         fit(cfg, model=lambda: StudentNet(rngs=nnx.Rngs(0)), progress=False)
     with pytest.raises(TypeError, match="model must be an nnx.Module, a function returning one, or None.*got str"):
         fit(cfg, model="mnist1d_cnn", progress=False)
-    with pytest.raises(TypeError, match="the model builder 'StudentNet' takes no width"):
-        fit(dataclasses.replace(cfg, model_options={"width": 8}), model=StudentNet, progress=False)
-    with pytest.raises(TypeError, match="model_options \\['width'\\] cannot apply to a StudentNet that is already built"):
-        fit(dataclasses.replace(cfg, model_options={"width": 8}), model=StudentNet(rngs=nnx.Rngs(0)), progress=False)
     assert not (tmp_path / "r").exists()  # refused before anything was written
+    # model_options reach a builder that declares them, and are an error where they cannot apply
+    label, build = model_builder(StudentNet)
+    assert label == "StudentNet" and isinstance(build(num_classes=10, in_channels=1, seed=0), StudentNet)
+    with pytest.raises(TypeError, match="the model builder 'StudentNet' takes no width"):
+        build(num_classes=10, in_channels=1, seed=0, width=8)
+    with pytest.raises(TypeError, match="model_options \\['width'\\] cannot apply to a StudentNet that is already built"):
+        model_builder(StudentNet(rngs=nnx.Rngs(0)))[1](num_classes=10, in_channels=1, width=8)
