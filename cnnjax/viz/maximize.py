@@ -23,7 +23,7 @@ from flax import nnx
 from cnnjax import functional as F
 from cnnjax.functional import utils
 from cnnjax.viz.figure import finish, image_axes, new_figure, to_display
-from cnnjax.viz.probe import install_probe
+from cnnjax.viz.probe import probed_call, probed_shapes
 
 PARAMETRIZATIONS = ("fourier", "pixel")
 
@@ -110,7 +110,7 @@ def feature_visualization(model: nnx.Module, layer: str, channels: int | Sequenc
     chans, shape = _check(fn, layer, channels, shape, steps, parametrization, jitter, blur_every)
     graphdef, state = nnx.split(model)
     x0 = jax.ShapeDtypeStruct((len(chans), *shape), jnp.float32)
-    out = jax.eval_shape(lambda st, x: _activation(graphdef, st, layer, x), state, x0)
+    out = _pick(layer, probed_shapes(graphdef, state, None if layer == "logits" else layer, x0, caller=fn))
     if not hasattr(out, "shape") or out.ndim < 2:
         raise ValueError(f"{fn}: layer {layer!r} must output an array (N, ..., C), got {out}")
     if max(chans) >= out.shape[-1]:
@@ -123,15 +123,15 @@ def feature_visualization(model: nnx.Module, layer: str, channels: int | Sequenc
                               jitter, blur_every, float(l2), value_range, float(init_scale), jax.random.key(seed)))
 
 
+def _pick(layer: str, outputs: tuple) -> Any:
+    """The logits or the layer's output, of :func:`~cnnjax.viz.probe.probed_call`'s pair."""
+    return outputs[0] if layer == "logits" else outputs[1]
+
+
 def _activation(graphdef, state, layer: str, x):
     """The output of ``layer`` (or the logits) for input ``x``, the model in eval mode."""
-    m = nnx.merge(graphdef, state)
-    m.eval()
-    if layer == "logits":
-        return m(x)
-    probe = install_probe(m, layer, caller="feature_visualization")
-    m(x)
-    return probe.output
+    probed = None if layer == "logits" else layer
+    return _pick(layer, probed_call(graphdef, state, probed, x, caller="feature_visualization"))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 4, 5, 7, 8, 9, 11))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 from flax import nnx
 
-from cnnjax.models.transfer import locate_module
+from cnnjax.models.transfer import locate_module, module_paths
 
 
 class Probe:
@@ -34,3 +35,29 @@ def install_probe(model: nnx.Module, layer: str, delta: Any = None, *, caller: s
     else:
         object.__setattr__(container, key, probe)
     return probe
+
+
+def probed_call(graphdef: Any, state: Any, layer: str | None, x: Any, delta: Any = None, *,
+                caller: str = "probed_call") -> tuple[Any, Any]:
+    """``(output, layer's output)`` of the model ``nnx.merge(graphdef, state)`` in eval mode on ``x``, with
+    ``delta`` added to the layer's output; with ``layer=None``, ``(output, None)``. A pure function to trace."""
+    m = nnx.merge(graphdef, state)
+    m.eval()
+    if layer is None:
+        return m(x), None
+    probe = install_probe(m, layer, delta, caller=caller)
+    return m(x), probe.output
+
+
+def probed_shapes(graphdef: Any, state: Any, layer: str | None, x: Any, *, caller: str) -> tuple[Any, Any]:
+    """:func:`probed_call`'s output shapes (``jax.eval_shape``; ``x`` may be a ``ShapeDtypeStruct``). A layer the
+    model only holds, as a container of the layers it calls, is an error that lists those layers."""
+    try:
+        return jax.eval_shape(lambda st, v: probed_call(graphdef, st, layer, v, caller=caller), state, x)
+    except TypeError as e:
+        if Probe.__name__ not in str(e):
+            raise
+        children = [p for p in module_paths(nnx.merge(graphdef, state))
+                    if p.startswith(f"{layer}.") and p.count(".") == layer.count(".") + 1]
+        raise ValueError(f"{caller}: the model uses {layer!r} as a container rather than calling it; "
+                         f"choose one of its layers: {', '.join(children)}") from None

@@ -18,9 +18,8 @@ from flax import nnx
 
 from cnnjax import functional as F
 from cnnjax.functional import utils
-from cnnjax.models.transfer import module_paths
 from cnnjax.viz.figure import finish, image_axes, new_figure, normalize, to_display
-from cnnjax.viz.probe import Probe, install_probe
+from cnnjax.viz.probe import probed_call, probed_shapes
 
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "grad_cam")
 
@@ -71,7 +70,7 @@ def vanilla_gradient(model: nnx.Module, x, target=None):
     Returns:
       ``(N, *spatial, C)`` gradients.
     """
-    x, m = jnp.asarray(x), eval_copy(model)
+    m = eval_copy(model)
     return _input_gradient(m, x, _targets(target, x.shape[0], lambda: m(x)))
 
 
@@ -90,7 +89,7 @@ def smoothgrad(model: nnx.Module, x, target=None, *, key=None, samples: int = 25
     Returns:
       ``(N, *spatial, C)`` averaged gradients.
     """
-    x, m = jnp.asarray(x), eval_copy(model)
+    m = eval_copy(model)
     key = jax.random.key(0) if key is None else key
     target = _targets(target, x.shape[0], lambda: m(x))
     axes = tuple(range(1, x.ndim))
@@ -117,7 +116,7 @@ def integrated_gradients(model: nnx.Module, x, target=None, *, baseline=None, st
     Returns:
       ``(N, *spatial, C)`` attributions.
     """
-    x, m = jnp.asarray(x), eval_copy(model)
+    m = eval_copy(model)
     baseline = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
     target = _targets(target, x.shape[0], lambda: m(x))
     alphas = (jnp.arange(steps, dtype=x.dtype) + 0.5) / steps
@@ -141,23 +140,12 @@ def grad_cam(model: nnx.Module, x, target=None, *, layer: str, resize: bool = Tr
     Returns:
       ``(N, *spatial)`` maps (at the layer's resolution if ``resize=False``).
     """
-    x = jnp.asarray(x)
     graphdef, state = nnx.split(model)
 
     def run(delta):
-        m = nnx.merge(graphdef, state)
-        m.eval()
-        probe = install_probe(m, layer, delta, caller="grad_cam")
-        return m(x), probe.output
+        return probed_call(graphdef, state, layer, x, delta, caller="grad_cam")
 
-    try:
-        logits, acts = jax.eval_shape(run, None)
-    except TypeError as e:
-        if Probe.__name__ not in str(e):
-            raise
-        children = [p for p in module_paths(model) if p.startswith(layer + ".") and p.count(".") == layer.count(".") + 1]
-        raise ValueError(f"grad_cam: the model uses {layer!r} as a container rather than calling it; "
-                         f"choose one of its layers: {', '.join(children)}") from None
+    logits, acts = probed_shapes(graphdef, state, layer, x, caller="grad_cam")
     if acts is None or acts.ndim < 3:
         raise ValueError(f"grad_cam: layer {layer!r} must output a (N, *spatial, C) map, got "
                          f"{None if acts is None else acts.shape}")

@@ -53,6 +53,9 @@ def test_errors_name_the_argument(logistic):
     cnn = models.create("digits_cnn", num_classes=10, in_channels=1, seed=0)
     with pytest.raises(ValueError, match="feature_visualization: the model has no layer 'conv9'; its layers include: .*conv2"):
         feature_visualization(cnn, "conv9", 0, shape=(8, 8, 1))
+    resnet = models.create("resnet18", num_classes=2, in_channels=1, seed=0)
+    with pytest.raises(ValueError, match="feature_visualization: the model uses 'layer4' as a container.*layer4.0, layer4.1"):
+        feature_visualization(resnet, "layer4", 0, shape=(32, 32, 1))
     with pytest.raises(ValueError, match="layer 'logits' has 10 channels, got channels=\\[10\\]"):
         feature_visualization(logistic, "logits", 10, shape=(40, 1))
     with pytest.raises(TypeError, match="channels must be a channel index or a non-empty list"):
