@@ -84,7 +84,7 @@ def run(study: common.Study) -> None:
     plot_feature_maps(model, x[picks[0]], "conv1", study.out / "feature_maps.png")
     photo = sample_image()
     plot_filter_bank(photo[::2, ::2], study.out / "filter_bank.png")
-    recognised = visualize_units(study, model, x, y)
+    recognised = visualize_units(study, model, np.asarray(logits(x)), x, y)
 
     table = {}
     for r in rows:
@@ -122,12 +122,12 @@ def run(study: common.Study) -> None:
     )
 
 
-def visualize_units(study: common.Study, model, x: np.ndarray, y: np.ndarray) -> int:
+def visualize_units(study: common.Study, model, scores: np.ndarray, x: np.ndarray, y: np.ndarray) -> int:
     """Feature visualisations of the class scores and of conv2/conv3 units, titled with each unit's most exciting
-    test digit; returns how many class images the model classifies as their own class."""
+    test digit (``scores``: the model's logits for ``x``); returns how many class images the model classifies
+    as their own class."""
     cfg = study.config
     options = {"shape": x.shape[1:], "steps": cfg["ascent_steps"], "value_range": (float(x.min()), float(x.max()))}
-    scores = np.asarray(jax.jit(lambda v: model(v))(x))
     classes = feature_visualization(model, "logits", list(range(10)), **options)
     predicted = np.asarray(model(classes)).argmax(-1)
     plot_feature_visualization(classes, study.out / "features_logits.png", cols=10,
