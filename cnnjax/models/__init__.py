@@ -13,9 +13,11 @@ from cnnjax.models.base import Model
 from cnnjax.models.convolutionalize import FullyConvolutional, convolutionalize
 from cnnjax.models.from_torch import TorchPort, from_torch
 from cnnjax.models.registry import create, list_models, register
+from cnnjax.models.timm_names import timm_to_torchvision
 from cnnjax.models.torch_port import load_torch_state_dict
 from cnnjax.models.transfer import dotted_path, freeze, locate_module, module_paths, param_paths, replace_head
 from cnnjax.models.weights import load_weights, read_state_dict, save_weights
 
 __all__ = ["FullyConvolutional", "Model", "TorchPort", "convolutionalize", "create", "dotted_path", "freeze", "from_torch",
-           "list_models", "load_torch_state_dict", "load_weights", "locate_module", "module_paths", "param_paths", "read_state_dict", "register", "replace_head", "save_weights"]
+           "list_models", "load_torch_state_dict", "load_weights", "locate_module", "module_paths", "param_paths", "read_state_dict", "register", "replace_head", "save_weights",
+           "timm_to_torchvision"]

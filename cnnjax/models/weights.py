@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 from flax import nnx
 
+from cnnjax.models.timm_names import timm_family, timm_to_torchvision
 from cnnjax.models.torch_port import load_torch_state_dict
 
 __all__ = ["load_weights", "read_state_dict", "save_weights"]
@@ -77,7 +78,9 @@ def load_weights(model: nnx.Module, path: str | Path, *, strict: bool = True) ->
     """Fill ``model`` in place from a weights file or a :func:`save_weights` folder; returns it.
 
     ``.pth``/``.pt``/``.safetensors`` files go through :func:`cnnjax.models.load_torch_state_dict` (PyTorch
-    names and layouts: torchvision's for the zoo models); ``strict`` as there.
+    names and layouts: torchvision's for the zoo models); ``strict`` as there. A timm checkpoint of
+    EfficientNet, MobileNetV2, ConvNeXt or RegNet is renamed to torchvision's names first
+    (:func:`cnnjax.models.timm_to_torchvision`).
     """
     path = Path(path)
     if path.is_dir():
@@ -94,4 +97,7 @@ def load_weights(model: nnx.Module, path: str | Path, *, strict: bool = True) ->
         nnx.replace_by_pure_dict(state, restored)
         nnx.update(model, state)
         return model
-    return load_torch_state_dict(model, read_state_dict(path), strict=strict)
+    state_dict = read_state_dict(path)
+    if timm_family(state_dict) is not None:
+        state_dict = timm_to_torchvision(state_dict, type(model).__name__)
+    return load_torch_state_dict(model, state_dict, strict=strict)
