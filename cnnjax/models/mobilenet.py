@@ -56,9 +56,9 @@ class InvertedResidualV3(nnx.Module):
     """MobileNetV3's block: optional 1x1 expand, depthwise ``kernel`` conv, optional squeeze-excitation
     (hard-sigmoid gate), 1x1 linear projection; ReLU or hard-swish; residual when the shape is kept."""
 
-    def __init__(self, cin, kernel, expanded, cout, use_se, use_hs, stride, dilation, rngs):
+    def __init__(self, cin, kernel, expanded, cout, use_se, use_hs, stride, dilation, rngs, norm_eps=0.001):
         act = jax.nn.hard_swish if use_hs else jax.nn.relu
-        bn = dict(eps=0.001, momentum=0.01)
+        bn = dict(eps=norm_eps, momentum=0.01)
         self.use_res_connect = stride == 1 and cin == cout
         layers = [conv_norm_act(cin, expanded, 1, rngs, act=act, **bn)] if expanded != cin else []
         layers.append(conv_norm_act(expanded, expanded, kernel, rngs, stride=1 if dilation > 1 else stride,
@@ -99,13 +99,13 @@ class MobileNetV3(Model):
 
     head_path = ("classifier", "layers", 3)
 
-    def __init__(self, arch, num_classes, in_channels, rngs, *, width_mult=1.0, dropout=0.2):
+    def __init__(self, arch, num_classes, in_channels, rngs, *, width_mult=1.0, dropout=0.2, norm_eps=0.001):
         setting, last = _V3[arch]
         adjust = lambda c: make_divisible(c * width_mult, 8)  # noqa: E731
-        bn = dict(eps=0.001, momentum=0.01)
+        bn = dict(eps=norm_eps, momentum=0.01)
         features = [conv_norm_act(in_channels, adjust(setting[0][0]), 3, rngs, stride=2, act=jax.nn.hard_swish, **bn)]
         for cin, k, exp, cout, se, hs, s in setting:
-            features.append(InvertedResidualV3(adjust(cin), k, adjust(exp), adjust(cout), se, hs, s, 1, rngs))
+            features.append(InvertedResidualV3(adjust(cin), k, adjust(exp), adjust(cout), se, hs, s, 1, rngs, norm_eps))
         c = adjust(setting[-1][3])
         features.append(conv_norm_act(c, 6 * c, 1, rngs, act=jax.nn.hard_swish, **bn))
         self.features = nnx.Sequential(*features)
@@ -126,10 +126,11 @@ def mobilenet_v2(*, num_classes: int = 1000, in_channels: int = 3, width_mult: f
 
 def _v3_builder(arch):
     def build(*, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0, dropout: float = 0.2,
-              rngs: nnx.Rngs) -> MobileNetV3:
-        return MobileNetV3(arch, num_classes, in_channels, rngs, width_mult=width_mult, dropout=dropout)
+              norm_eps: float = 0.001, rngs: nnx.Rngs) -> MobileNetV3:
+        return MobileNetV3(arch, num_classes, in_channels, rngs, width_mult=width_mult, dropout=dropout, norm_eps=norm_eps)
 
-    build.__doc__ = f"{arch} (torchvision's layout and names)."
+    build.__doc__ = (f"{arch} (torchvision's layout and names). ``norm_eps``: BatchNorm's eps, torchvision's 1e-3; "
+                     "timm's MobileNetV3 checkpoints need 1e-5.")
     return build
 
 

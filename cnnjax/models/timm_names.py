@@ -13,9 +13,10 @@ Which timm models are torchvision's architecture (checked by comparing logits wi
 like TensorFlow and are not), ``mobilenetv2_100``, ``convnext_tiny/small/base/large`` and the
 ``regnetx_*``/``regnety_*`` models whose widths equal torchvision's (``regnety_004``, ``008``,
 ``016``, ``032``, ...; timm's ``regnetx_004`` has other group widths, and loading it fails with
-the shapes that differ), and ``vgg*`` at 224 px and below (above, timm's conv classifier slides over
-a larger map where torchvision pools it to 7x7 first). timm's MobileNetV3 uses BatchNorm eps 1e-5 where torchvision's uses 1e-3,
-so its checkpoints are refused rather than loaded into a network that would compute something else.
+the shapes that differ), ``vgg*`` at 224 px and below (above, timm's conv classifier slides over
+a larger map where torchvision pools it to 7x7 first), and ``mobilenetv3_large_100``/``small_100``
+in a zoo model built with ``norm_eps=1e-5`` (timm's BatchNorm eps; torchvision's is 1e-3, which
+:func:`cnnjax.models.load_weights` refuses for a timm file rather than compute something else).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ __all__ = ["FAMILIES", "timm_family", "timm_to_torchvision"]
 
 #: The zoo model classes whose timm checkpoints convert, and the timm family each reads.
 FAMILIES = {"EfficientNet": "efficientnet", "MobileNetV2": "mobilenet_v2", "ConvNeXt": "convnext", "RegNet": "regnet",
-            "VGG": "vgg"}
+            "VGG": "vgg", "MobileNetV3": "mobilenet_v3"}
 
 # A timm inverted-residual block's parts in forward order (present ones only, as torchvision numbers them)
 _IR = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("se", None), ("conv_pwl", "bn3"))
 _DS = (("conv_dw", "bn1"), ("se", None), ("conv_pw", "bn2"))
+_CONV_BN = (("conv", "bn1"),)  # MobileNetV3's last 1x1 conv
 _SE = {"conv_reduce": "fc1", "conv_expand": "fc2"}
 
 
@@ -62,16 +64,13 @@ def timm_to_torchvision(state_dict: Mapping[str, Any], model_class: str) -> dict
     """
     family = timm_family(state_dict)
     want = FAMILIES.get(model_class)
-    if family == "mobilenet_v3":
-        raise ValueError("timm_to_torchvision: this is timm's MobileNetV3, whose BatchNorm eps (1e-5) differs from "
-                         "torchvision's (1e-3) that the zoo's mobilenet_v3 follows; its logits would not be timm's")
     if want is None:
         raise ValueError(f"timm_to_torchvision: timm checkpoints convert for {sorted(FAMILIES)}, not {model_class}")
     if family != ("efficientnet" if want == "mobilenet_v2" else want):
         raise ValueError(f"timm_to_torchvision: {model_class} needs a timm {want} checkpoint, but the state dict "
                          f"is {'not in timm layout' if family is None else 'a timm ' + family + ' one'}")
-    rename = {"efficientnet": _efficientnet, "mobilenet_v2": _efficientnet, "convnext": _convnext,
-              "regnet": _regnet, "vgg": _vgg}[want]
+    rename = {"efficientnet": _efficientnet, "mobilenet_v2": _efficientnet, "mobilenet_v3": _efficientnet,
+              "convnext": _convnext, "regnet": _regnet, "vgg": _vgg}[want]
     return rename(dict(state_dict), want)
 
 
@@ -80,7 +79,8 @@ def _unknown(key: str, family: str) -> ValueError:
 
 
 def _efficientnet(sd: dict[str, Any], family: str) -> dict[str, Any]:
-    """EfficientNet (``features.{stage + 1}.{j}.block.{part}``) and MobileNetV2 (``features.{n}.conv.{...}``)."""
+    """EfficientNet (``features.{stage + 1}.{j}.block.{part}``), MobileNetV2 (``features.{n}.conv.{...}``) and
+    MobileNetV3 (``features.{n}.block.{part}``, its 1x1 conv head a linear ``classifier.0``)."""
     blocks: dict[tuple[int, int], dict[str, Any]] = {}
     out: dict[str, Any] = {}
     for k, v in sd.items():
@@ -92,19 +92,27 @@ def _efficientnet(sd: dict[str, Any], family: str) -> dict[str, Any]:
     head = stages + 1 if family == "efficientnet" else len(blocks) + 1
     top = {"conv_stem.weight": "features.0.0.weight", "conv_head.weight": f"features.{head}.0.weight",
            "classifier.weight": "classifier.1.weight", "classifier.bias": "classifier.1.bias"}
+    if family == "mobilenet_v3":
+        top.update({"conv_head.weight": "classifier.0.weight", "conv_head.bias": "classifier.0.bias",
+                    "classifier.weight": "classifier.3.weight", "classifier.bias": "classifier.3.bias"})
     for k, v in sd.items():
         if k.startswith("blocks."):
             continue
         bn = re.match(r"bn([12])\.(.+)$", k)
-        if k in top:
+        if k == "conv_head.weight" and family == "mobilenet_v3":
+            out[top[k]] = v.reshape(v.shape[0], -1)
+        elif k in top:
             out[top[k]] = v
         elif bn:
             out[f"features.{0 if bn[1] == '1' else head}.1.{bn[2]}"] = v
         elif not k.endswith("num_batches_tracked"):
             raise _unknown(k, family)
     for (s, j), parts in blocks.items():
-        prefix = f"features.{s + 1}.{j}.block" if family == "efficientnet" else f"features.{flat[(s, j)]}.conv"
+        prefix = {"efficientnet": f"features.{s + 1}.{j}.block", "mobilenet_v2": f"features.{flat[(s, j)]}.conv",
+                  "mobilenet_v3": f"features.{flat[(s, j)]}.block"}[family]
         layout = _IR if any(p.startswith("conv_pwl.") for p in parts) else _DS
+        if any(p.startswith("conv.") for p in parts):
+            layout, prefix = _CONV_BN, f"features.{flat[(s, j)]}"
         present = [(conv, norm) for conv, norm in layout if any(p.startswith(conv + ".") for p in parts)]
         for name, v in parts.items():
             if name.endswith("num_batches_tracked"):
@@ -117,6 +125,8 @@ def _efficientnet(sd: dict[str, Any], family: str) -> dict[str, Any]:
             if head_name == "se":
                 sub, _, leaf = leaf.partition(".")
                 out[f"{prefix}.{index}.{_SE[sub]}.{leaf}"] = v
+            elif layout is _CONV_BN:
+                out[f"{prefix}.{int(is_norm)}.{leaf}"] = v
             elif family == "mobilenet_v2" and index == len(present) - 1:  # the projection: a bare conv, then its norm
                 out[f"{prefix}.{index + is_norm}.{leaf}"] = v
             else:

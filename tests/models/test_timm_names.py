@@ -12,13 +12,13 @@ from tests.models.timm_fixture import LOGITS_SHOWN, example_input, fake_state_di
 RECORDED = recorded()
 
 
-@pytest.mark.integration  # builds four ImageNet models
+@pytest.mark.integration  # builds five ImageNet models
 @pytest.mark.parametrize("timm_name", sorted(RECORDED))
 def test_timm_state_dicts_give_timms_logits(timm_name):
     entry = RECORDED[timm_name]
     sd = fake_state_dict(entry["keys"])
     shuffled = dict(sorted(sd.items(), key=lambda kv: kv[0][::-1]))  # safetensors files keep no module order
-    model = models.create(entry["torchvision"], num_classes=1000)
+    model = models.create(entry["torchvision"], **entry["options"])
     models.load_torch_state_dict(model, timm_to_torchvision(shuffled, type(model).__name__))
     model.eval()
     logits = np.asarray(jax.jit(lambda x: model(x))(example_input()))
@@ -35,16 +35,26 @@ def test_a_timm_file_loads_through_weights(tmp_path):
     model = models.create("regnet_y_400mf", weights=path)
     kernel = np.asarray(model.stem.layers[0].kernel[...])
     np.testing.assert_array_equal(kernel, sd["stem.conv.weight"].transpose(2, 3, 1, 0))
+    mnv3 = tmp_path / "mobilenetv3_small_100.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in fake_state_dict(RECORDED["mobilenetv3_small_100"]["keys"]).items()}, mnv3)
+    with pytest.raises(ValueError, match=r"timm MobileNetV3 checkpoint, trained with BatchNorm eps 1e-5, but the model's is "
+                                         r"\[0.001\].*norm_eps=1e-5"):
+        models.create("mobilenet_v3_small", weights=mnv3)
+    assert models.create("mobilenet_v3_small", weights=mnv3, norm_eps=1e-5) is not None
+
+
+def _zeros(timm_name):  # the recorded names and shapes, without the memory
+    return {k: np.broadcast_to(np.float32(0), shape) for k, shape in RECORDED[timm_name]["keys"]}
 
 
 def test_names_and_refusals():
-    keys = {k: None for k, _ in RECORDED["convnext_tiny"]["keys"]}
+    keys = _zeros("convnext_tiny")
     renamed = timm_to_torchvision(keys, "ConvNeXt")
     assert renamed.keys() >= {"features.0.0.weight", "features.1.0.layer_scale", "features.2.1.weight",
                               "features.7.2.block.5.bias", "classifier.2.weight"}
-    eff = timm_to_torchvision({k: None for k, _ in RECORDED["efficientnet_b0"]["keys"]}, "EfficientNet")
+    eff = timm_to_torchvision(_zeros("efficientnet_b0"), "EfficientNet")
     assert {"features.1.0.block.1.fc1.weight", "features.2.0.block.3.1.running_var", "features.8.0.weight"} <= eff.keys()
-    mnv2 = timm_to_torchvision({k: None for k, _ in RECORDED["mobilenetv2_100"]["keys"]}, "MobileNetV2")
+    mnv2 = timm_to_torchvision(_zeros("mobilenetv2_100"), "MobileNetV2")
     assert {"features.1.conv.1.weight", "features.2.conv.3.weight", "features.18.1.bias"} <= mnv2.keys()
     vgg = {"features.0.weight": np.zeros((64, 3, 3, 3)), "pre_logits.fc1.weight": np.arange(4 * 8 * 49.0).reshape(4, 8, 7, 7),
            "pre_logits.fc2.weight": np.zeros((4, 4, 1, 1)), "head.fc.bias": np.zeros(10)}
@@ -52,10 +62,10 @@ def test_names_and_refusals():
     assert sorted(tv) == ["classifier.0.weight", "classifier.3.weight", "classifier.6.bias", "features.0.weight"]
     np.testing.assert_array_equal(tv["classifier.0.weight"][1, 50:53], [442, 443, 444])
     assert timm_family({"conv1.weight": 0, "fc.weight": 0}) is None  # torchvision's own names pass through
-    with pytest.raises(ValueError, match="timm's MobileNetV3, whose BatchNorm eps"):
-        timm_to_torchvision({"conv_stem.weight": 0, "conv_head.bias": 0}, "MobileNetV3")
+    mnv3 = timm_to_torchvision(_zeros("mobilenetv3_small_100"), "MobileNetV3")
+    assert {"features.1.block.1.fc2.bias", "features.12.1.running_var", "classifier.0.bias", "classifier.3.weight"} <= mnv3.keys()
     with pytest.raises(ValueError, match="ConvNeXt needs a timm convnext checkpoint, but the state dict is a timm regnet one"):
-        timm_to_torchvision({k: None for k, _ in RECORDED["regnety_004"]["keys"]}, "ConvNeXt")
+        timm_to_torchvision(_zeros("regnety_004"), "ConvNeXt")
     with pytest.raises(ValueError, match="timm checkpoints convert for .*not ResNet"):
         timm_to_torchvision(keys, "ResNet")
     with pytest.raises(ValueError, match="no rule renames 'stages.0.blocks.0.extra.weight'"):
