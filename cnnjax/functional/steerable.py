@@ -3,13 +3,18 @@
 A filter on the ``k x k`` grid is expanded in basis functions
 ``b(rho, phi) = exp(-(rho - r)^2 / (2 sigma^2)) * (cos(m phi) | sin(m phi))``, one ring per
 radius ``r = 0, 1, ..., (k - 1) / 2`` (``sigma = 0.6``), ring ``r`` carrying the angular
-frequencies ``m = 0 .. min(2 r, k // 2 + 1)`` (only ``m = 0`` at the centre). This is
+frequencies ``m = 0 .. min(2 r, k // 2 + 1)`` (only ``m = 0`` at the centre), or up to a
+lower ``max_frequency`` (escnn's frequency cutoff). This is
 the construction escnn's ``R2Conv`` uses for its kernel bases (Weiler & Cesa 2019):
 rotating such a filter is rotating each harmonic analytically,
 ``cos(m (phi - t))``, and sampling it again, so a filter in the basis' span is rotated
 exactly as a continuous function; no interpolation between pixels. A filter outside the span is first
 projected onto it (least squares). Angular frequencies are capped because a ring of a few pixels
-cannot carry more without aliasing.
+cannot carry more without aliasing. Even below that cap the square grid is not isotropic: on a
+3x3 grid a frequency-2 filter's second moments turn by the wrong amount off quarter turns,
+so a band-limited basis (``max_frequency=1``) trades expressiveness for smaller errors at
+angles off the grid. It spans a subspace of the full basis that rotations map to itself, so
+:func:`rotate_filters` rotates its filters exactly too.
 
 Coordinates: rows are ``y`` (down), columns ``x``; angles count counter-clockwise as
 displayed, the direction of ``jnp.rot90`` on the first two axes.
@@ -32,16 +37,18 @@ def _polar(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.hypot(x, y), np.arctan2(y, x)
 
 
-def _harmonics(k: int) -> list[tuple[float, int, str]]:
+def _harmonics(k: int, max_frequency: int | None = None) -> list[tuple[float, int, str]]:
     out = []
     for r in range((k - 1) // 2 + 1):
         top = 0 if r == 0 else min(2 * r, k // 2 + 1)
+        if max_frequency is not None:
+            top = min(top, max_frequency)
         for m in range(top + 1):
             out += [(float(r), m, "cos")] + ([(float(r), m, "sin")] if m else [])
     return out
 
 
-def _sample(k: int, angle: float) -> np.ndarray:
+def _sample(k: int, angle: float, max_frequency: int | None = None) -> np.ndarray:
     """The basis rotated by ``angle`` radians, sampled: ``(k * k, M)``.
 
     A cos/sin pair shares one scale (the cos function's norm unrotated), so that rotating
@@ -50,7 +57,7 @@ def _sample(k: int, angle: float) -> np.ndarray:
     """
     rho, phi = _polar(k)
     cols, scale = [], {}
-    for r, m, kind in _harmonics(k):
+    for r, m, kind in _harmonics(k, max_frequency):
         ring = np.exp(-((rho - r) ** 2) / (2 * RING_WIDTH**2)) * ((rho > 0) | (m == 0))
         if (r, m) not in scale:
             scale[(r, m)] = np.linalg.norm(ring * np.cos(m * phi))
@@ -59,15 +66,22 @@ def _sample(k: int, angle: float) -> np.ndarray:
     return np.stack(cols, 1)
 
 
-def filter_basis(kernel_size: int) -> np.ndarray:
+def filter_basis(kernel_size: int, max_frequency: int | None = None) -> np.ndarray:
     """The steerable basis on a ``k x k`` grid (each cos/sin pair scaled to a unit-norm cos): ``(k, k, M)`` float32.
+
+    ``max_frequency``: the highest angular frequency on any ring (``None``: each ring's own cap).
 
     Example:
       >>> filter_basis(3).shape  # the centre, and frequencies 0, 1, 2 on the ring of radius 1
       (3, 3, 6)
+      >>> filter_basis(3, max_frequency=1).shape  # band-limited: frequencies 0 and 1
+      (3, 3, 4)
     """
     k = _check_size(kernel_size, "filter_basis")
-    return _sample(k, 0.0).reshape(k, k, -1).astype(np.float32)
+    if max_frequency is not None and (isinstance(max_frequency, bool) or not isinstance(max_frequency, (int, np.integer))
+                                      or max_frequency < 0):
+        raise ValueError(f"filter_basis: max_frequency must be None or an int >= 0, got {max_frequency!r}")
+    return _sample(k, 0.0, max_frequency).reshape(k, k, -1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,16 +31,18 @@ class P4CNN(Model):
     """
 
     def __init__(self, num_classes: int, in_channels: int, rngs: nnx.Rngs, *, channels: int, depth: int,
-                 pool_after: int, padding: int, group: str, kernel_size: int = 3):
+                 pool_after: int, padding: int, group: str, kernel_size: int = 3,
+                 padding_mode: str = "zeros", max_frequency: int | None = None):
         if depth < 1:
             raise ValueError(f"P4CNN: depth must be >= 1, got depth={depth}")
         self.group, self.pool_after = group, pool_after
         if group == "z2":
-            kw = dict(padding=padding, use_bias=False, rngs=rngs)
+            kw = dict(padding=padding, padding_mode=padding_mode, use_bias=False, rngs=rngs)
             lift = conv = lambda a, b: nn.Conv(a, b, (kernel_size, kernel_size), **kw)  # noqa: E731
             norm, self.group_pool = nn.BatchNorm, nn.Identity()
         else:
-            kw = dict(group=group, padding=padding, use_bias=False, rngs=rngs)
+            kw = dict(group=group, padding=padding, padding_mode=padding_mode, use_bias=False, rngs=rngs,
+                      max_frequency=None if on_grid(group) else max_frequency)
             lift = lambda a, b: nn.LiftingConv(a, b, kernel_size, **kw)  # noqa: E731
             conv = lambda a, b: nn.GroupConv(a, b, kernel_size, **kw)  # noqa: E731
             norm = lambda c: nn.GroupBatchNorm(c, group=group)  # noqa: E731
@@ -93,7 +95,7 @@ def z2cnn(*, num_classes: int = 10, in_channels: int = 1, channels: int = 20, de
                  padding=padding, group="z2")
 
 
-def matched_channels(group: str, z2_channels: int = 20, kernel_size: int = 3) -> int:
+def matched_channels(group: str, z2_channels: int = 20, kernel_size: int = 3, max_frequency: int | None = None) -> int:
     """Fields per layer that give a group conv about the parameters of a Z2 conv with ``z2_channels`` channels.
 
     A group conv has ``M * C^2 * |G|`` weights (``M`` = ``k * k`` pixels on the grid, or the
@@ -105,13 +107,14 @@ def matched_channels(group: str, z2_channels: int = 20, kernel_size: int = 3) ->
     """
     if group == "z2":
         return z2_channels
-    m = kernel_size**2 if on_grid(group) else F.steerable.filter_basis(kernel_size).shape[-1]
+    m = kernel_size**2 if on_grid(group) else F.steerable.filter_basis(kernel_size, max_frequency).shape[-1]
     return max(1, round(z2_channels * math.sqrt(kernel_size**2 / (m * F.group_order(group)))))
 
 
 @register()
 def gcnn(*, group: str = "C8", num_classes: int = 10, in_channels: int = 1, channels: int | None = None, depth: int = 7,
-         pool_after: int = 2, padding: int = 0, kernel_size: int = 3, rngs: nnx.Rngs) -> P4CNN:
+         pool_after: int = 2, padding: int = 0, kernel_size: int = 3, padding_mode: str = "zeros",
+         max_frequency: int | None = None, rngs: nnx.Rngs) -> P4CNN:
     """P4CNN's architecture over any rotation group: ``group`` "C<N>" or "D<N>" (C8, C16, D8...) or "z2".
 
     ``channels`` defaults to :func:`matched_channels`: about Z2CNN's parameter count (22,270 with
@@ -119,6 +122,12 @@ def gcnn(*, group: str = "C8", num_classes: int = 10, in_channels: int = 1, chan
     coefficients of a steerable filter basis (:mod:`cnnjax.functional.steerable`), and the
     logits are invariant to quarter turns exactly and to the other rotations of the group approximately.
     23,608 params at the defaults (C8, 9 fields).
+
+    For the smallest error at angles off the grid: ``max_frequency=1`` (a band-limited basis, used
+    by off-grid groups only), ``pool_after=0`` (no strided pool: its lattice does not turn with
+    the image), and ``padding_mode="replicate"`` when the images' background is not zero after
+    normalising (zero padding then draws a square frame that only quarter turns map to itself).
     """
-    return P4CNN(num_classes, in_channels, rngs, channels=channels or matched_channels(group, kernel_size=kernel_size),
-                 depth=depth, pool_after=pool_after, padding=padding, group=group, kernel_size=kernel_size)
+    channels = channels or matched_channels(group, kernel_size=kernel_size, max_frequency=max_frequency)
+    return P4CNN(num_classes, in_channels, rngs, channels=channels, depth=depth, pool_after=pool_after, padding=padding,
+                 group=group, kernel_size=kernel_size, padding_mode=padding_mode, max_frequency=max_frequency)

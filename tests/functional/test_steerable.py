@@ -13,6 +13,20 @@ def test_basis_sizes_and_full_rank(k, size):
     assert b.shape == (k * k, size) and np.linalg.matrix_rank(b) == size
 
 
+@pytest.mark.parametrize("k, cap, size", [(3, 0, 2), (3, 1, 4), (3, 2, 6), (3, 9, 6), (5, 1, 7), (5, 2, 11)])
+def test_band_limited_bases_are_subspaces_that_rotations_keep(k, cap, size):
+    b = steerable.filter_basis(k, max_frequency=cap).reshape(k * k, -1)
+    assert b.shape[1] == size and np.linalg.matrix_rank(b) == size
+    full = steerable.filter_basis(k).reshape(k * k, -1)
+    inside = lambda a: np.abs(b @ np.linalg.lstsq(b, a, rcond=None)[0] - a).max()  # noqa: E731
+    assert inside(full) > 1e-3 if size < full.shape[1] else inside(full) < 1e-5
+    assert inside(b) < 1e-5
+    for angle in (45.0, 22.5, 30.0):  # the full basis' rotation maps the band-limited span to itself
+        assert inside(steerable.rotation_matrix(k, angle) @ b) < 1e-5
+    with pytest.raises(ValueError, match="filter_basis: max_frequency must be None or an int >= 0, got -1"):
+        steerable.filter_basis(k, max_frequency=-1)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_rotations_compose_and_quarter_turns_are_rot90(rng, k):
     w = jnp.asarray(np.einsum("ijm,mc->ijc", steerable.filter_basis(k), rng.normal(size=(steerable.filter_basis(k).shape[-1], 3))),
