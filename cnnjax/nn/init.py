@@ -137,9 +137,15 @@ def _is_threefry(key: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _truncated_normal_chunk(dtype: np.dtype):
+def _truncated_normal_chunk(dtype: np.dtype, broadcast_key: bool = True):
     """``(key, offsets uint32[m], std) -> (m, CHUNK)``: row ``i`` holds elements ``offsets[i] ..`` of
-    ``jax.random.truncated_normal(key, -2, 2, (n,), dtype) * std`` for any ``n`` reaching them."""
+    ``jax.random.truncated_normal(key, -2, 2, (n,), dtype) * std`` for any ``n`` reaching them.
+
+    ``broadcast_key``: the key broadcast to the counts' shape, which traced draws need (under vmap,
+    threefry's batching rule lowered a scalar key against batched counts with mismatched shapes, an
+    error inside jit). Eager draws take one chunk per call and keep the key scalar: the same bits, and
+    XLA:CPU computes them about 1.7x faster than from a broadcast key.
+    """
     finfo = jnp.finfo(dtype)
     uint = {32: jnp.uint32, 64: jnp.uint64}[finfo.bits]
     sqrt2 = np.array(np.sqrt(2), dtype)
@@ -147,11 +153,14 @@ def _truncated_normal_chunk(dtype: np.dtype):
 
     def chunk(key: jax.Array, offsets: jax.Array, std: jax.Array) -> jax.Array:
         key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-        # every chunk at once, (m, CHUNK), with the key broadcast to that shape: under vmap, threefry's batching
-        # rule lowered a scalar key against batched counts with mismatched shapes (an error inside jit)
         counts = offsets[:, None] + jax.lax.broadcasted_iota(jnp.uint32, (offsets.shape[0], CHUNK), 1)
-        k0, k1 = (jnp.broadcast_to(k, counts.shape) for k in (key_data[0], key_data[1]))
-        bits1, bits2 = jax.extend.random.threefry2x32_p.bind(k0, k1, jnp.zeros_like(counts), counts)
+        if broadcast_key:
+            k0, k1 = (jnp.broadcast_to(k, counts.shape) for k in (key_data[0], key_data[1]))
+            bits1, bits2 = jax.extend.random.threefry2x32_p.bind(k0, k1, jnp.zeros_like(counts), counts)
+        else:
+            flat = counts.reshape(-1)
+            bits1, bits2 = (b.reshape(counts.shape) for b in jax.extend.random.threefry2x32_p.bind(
+                key_data[0], key_data[1], jnp.zeros_like(flat), flat))
         if finfo.bits == 32:
             bits = bits1 ^ bits2
         else:
@@ -176,7 +185,7 @@ def _draw(key: jax.Array, n: int, std: np.ndarray) -> np.ndarray:
     A large draw (VGG's first dense layer holds 103 M values) runs its chunks on a thread per core: XLA:CPU
     runs each call on one core and releases the GIL, and the chunks are independent, so the values are the same.
     """
-    program, out = _truncated_normal_chunk(std.dtype), np.empty(n, std.dtype)
+    program, out = _truncated_normal_chunk(std.dtype, broadcast_key=False), np.empty(n, std.dtype)
 
     def fill(offset: int) -> None:
         out[offset:offset + CHUNK] = np.asarray(program(key, np.full(1, offset, np.uint32), std))[0, :n - offset]
