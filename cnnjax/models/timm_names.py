@@ -10,10 +10,11 @@ stored in module order) convert too.
 
 Which timm models are torchvision's architecture (checked by comparing logits with timm 1.0):
 ``efficientnet_b0`` to ``b3`` (timm's PyTorch-native EfficientNets; ``tf_efficientnet_*`` pad
-like TensorFlow and are not), ``mobilenetv2_100``, ``convnext_tiny/small/base/large`` and the
-``regnetx_*``/``regnety_*`` models whose widths equal torchvision's (``regnety_004``, ``008``,
-``016``, ``032``, ...; timm's ``regnetx_004`` has other group widths, and loading it fails with
-the shapes that differ), ``vgg*`` at 224 px and below (above, timm's conv classifier slides over
+like TensorFlow and are not), ``mobilenetv2_100``, ``convnext_tiny`` and ``small`` (``base`` and
+``large`` have torchvision's parameter counts too), the ``regnetx_*``/``regnety_*`` models whose
+widths equal torchvision's (``regnety_004``, ``016``, ``032``, ``regnetx_008``, ``016``, ``032``, and
+timm's ``_tv`` variants such as ``regnetx_004_tv``; timm's own ``regnetx_004``, ``regnety_008`` and
+``regnety_080`` have other widths, and loading them fails naming the shapes that differ), ``vgg*`` at 224 px and below (above, timm's conv classifier slides over
 a larger map where torchvision pools it to 7x7 first), and ``mobilenetv3_large_100``/``small_100``
 in a zoo model built with ``norm_eps=1e-5`` (timm's BatchNorm eps; torchvision's is 1e-3, which
 :func:`cnnjax.models.load_weights` refuses for a timm file rather than compute something else).

@@ -80,7 +80,7 @@ def load_weights(model: nnx.Module, path: str | Path, *, strict: bool = True) ->
 
     ``.pth``/``.pt``/``.safetensors`` files go through :func:`cnnjax.models.load_torch_state_dict` (PyTorch
     names and layouts: torchvision's for the zoo models); ``strict`` as there. A timm checkpoint of
-    EfficientNet, MobileNetV2, ConvNeXt or RegNet is renamed to torchvision's names first
+    EfficientNet, MobileNetV2, MobileNetV3, ConvNeXt, RegNet or VGG is renamed to torchvision's names first
     (:func:`cnnjax.models.timm_to_torchvision`).
     """
     path = Path(path)
