@@ -71,7 +71,8 @@ def timm_to_torchvision(state_dict: Mapping[str, Any], model_class: str) -> dict
         raise ValueError(f"timm_to_torchvision: {model_class} needs a timm {want} checkpoint, but the state dict "
                          f"is {'not in timm layout' if family is None else 'a timm ' + family + ' one'}")
     rename = {"efficientnet": _efficientnet, "mobilenet_v2": _efficientnet, "mobilenet_v3": _efficientnet,
-              "convnext": _convnext, "regnet": _regnet, "vgg": _vgg}[want]
+              "vgg": _vgg, "convnext": lambda sd, f: _by_rules(sd, f, _CONVNEXT),
+              "regnet": lambda sd, f: _by_rules(sd, f, _REGNET)}[want]
     return rename(dict(state_dict), want)
 
 
@@ -135,56 +136,48 @@ def _efficientnet(sd: dict[str, Any], family: str) -> dict[str, Any]:
     return out
 
 
-_CONVNEXT_BLOCK = {"gamma": "layer_scale", "conv_dw": "block.0", "norm": "block.2", "mlp.fc1": "block.3",
-                   "mlp.fc2": "block.5"}
-
-
-def _convnext(sd: dict[str, Any], family: str) -> dict[str, Any]:
+def _by_rules(sd: dict[str, Any], family: str, rules: list) -> dict[str, Any]:
+    """Rename every key by the first ``(pattern, name_of_match)`` rule whose pattern matches it in full and names it."""
     out = {}
     for k, v in sd.items():
-        if m := re.match(r"stem\.([01])\.(\w+)$", k):
-            out[f"features.0.{m[1]}.{m[2]}"] = v
-        elif m := re.match(r"stages\.(\d+)\.downsample\.([01])\.(\w+)$", k):
-            out[f"features.{2 * int(m[1])}.{m[2]}.{m[3]}"] = v
-        elif m := re.match(r"stages\.(\d+)\.blocks\.(\d+)\.(gamma|conv_dw|norm|mlp\.fc1|mlp\.fc2)(\.\w+)?$", k):
-            out[f"features.{2 * int(m[1]) + 1}.{m[2]}.{_CONVNEXT_BLOCK[m[3]]}{m[4] or ''}"] = v
-        elif m := re.match(r"head\.(norm|fc)\.(\w+)$", k):
-            out[f"classifier.{0 if m[1] == 'norm' else 2}.{m[2]}"] = v
+        for pattern, name in rules:
+            if (m := re.fullmatch(pattern, k)) and (new := name(m)) is not None:
+                out[new] = v
+                break
         else:
             raise _unknown(k, family)
     return out
 
+
+_CONVNEXT_BLOCK = {"gamma": "layer_scale", "conv_dw": "block.0", "norm": "block.2", "mlp.fc1": "block.3",
+                   "mlp.fc2": "block.5"}
+_CONVNEXT = [
+    (r"stem\.([01])\.(\w+)", lambda m: f"features.0.{m[1]}.{m[2]}"),
+    (r"stages\.(\d+)\.downsample\.([01])\.(\w+)", lambda m: f"features.{2 * int(m[1])}.{m[2]}.{m[3]}"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.(gamma|conv_dw|norm|mlp\.fc1|mlp\.fc2)(\.\w+)?",
+     lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.{_CONVNEXT_BLOCK[m[3]]}{m[4] or ''}"),
+    (r"head\.(norm|fc)\.(\w+)", lambda m: f"classifier.{0 if m[1] == 'norm' else 2}.{m[2]}"),
+]
 
 _REGNET_BLOCK = {"conv1.conv": "f.a.0", "conv1.bn": "f.a.1", "conv2.conv": "f.b.0", "conv2.bn": "f.b.1",
                  "se.fc1": "f.se.fc1", "se.fc2": "f.se.fc2", "conv3.conv": "f.c.0", "conv3.bn": "f.c.1",
                  "downsample.conv": "proj.0", "downsample.bn": "proj.1"}
+_REGNET = [
+    (r"stem\.(conv|bn)\.(\w+)", lambda m: f"stem.{0 if m[1] == 'conv' else 1}.{m[2]}"),
+    (r"s(\d+)\.b(\d+)\.(\w+\.\w+)\.(\w+)", lambda m: f"trunk_output.block{m[1]}.block{m[1]}-{int(m[2]) - 1}."
+                                                  f"{_REGNET_BLOCK[m[3]]}.{m[4]}" if m[3] in _REGNET_BLOCK else None),
+    (r"head\.fc\.(\w+)", lambda m: f"fc.{m[1]}"),
+]
 
-
-def _regnet(sd: dict[str, Any], family: str) -> dict[str, Any]:
-    out = {}
-    for k, v in sd.items():
-        if m := re.match(r"stem\.(conv|bn)\.(\w+)$", k):
-            out[f"stem.{0 if m[1] == 'conv' else 1}.{m[2]}"] = v
-        elif m := re.match(r"s(\d+)\.b(\d+)\.(\w+\.\w+)\.(\w+)$", k):
-            if m[3] not in _REGNET_BLOCK:
-                raise _unknown(k, family)
-            out[f"trunk_output.block{m[1]}.block{m[1]}-{int(m[2]) - 1}.{_REGNET_BLOCK[m[3]]}.{m[4]}"] = v
-        elif m := re.match(r"head\.fc\.(\w+)$", k):
-            out[f"fc.{m[1]}"] = v
-        else:
-            raise _unknown(k, family)
-    return out
+# timm's VGG runs its classifier as convs (pre_logits.fc1 7x7, fc2 1x1) before head.fc
+_VGG = [
+    (r"features\..+", lambda m: m[0]),
+    (r"(pre_logits\.fc1|pre_logits\.fc2|head\.fc)\.(weight|bias)",
+     lambda m: f"classifier.{ {'pre_logits.fc1': 0, 'pre_logits.fc2': 3, 'head.fc': 6}[m[1]] }.{m[2]}"),
+]
 
 
 def _vgg(sd: dict[str, Any], family: str) -> dict[str, Any]:
-    """timm's VGG runs its classifier as convs (``pre_logits.fc1`` 7x7, ``fc2`` 1x1) then ``head.fc``."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("features."):
-            out[k] = v
-        elif m := re.match(r"(pre_logits\.fc1|pre_logits\.fc2|head\.fc)\.(weight|bias)$", k):
-            index = {"pre_logits.fc1": 0, "pre_logits.fc2": 3, "head.fc": 6}[m[1]]
-            out[f"classifier.{index}.{m[2]}"] = v.reshape(v.shape[0], -1) if m[2] == "weight" else v
-        else:
-            raise _unknown(k, family)
-    return out
+    out = _by_rules(sd, family, _VGG)
+    return {k: v.reshape(v.shape[0], -1) if k.startswith("classifier.") and k.endswith(".weight") else v
+            for k, v in out.items()}
