@@ -17,13 +17,17 @@ timm's ``_tv`` variants such as ``regnetx_004_tv``; timm's own ``regnetx_004``, 
 ``regnety_080`` have other widths, and loading them fails naming the shapes that differ), ``vgg*`` at 224 px and below (above, timm's conv classifier slides over
 a larger map where torchvision pools it to 7x7 first), and ``mobilenetv3_large_100``/``small_100``
 in a zoo model built with ``norm_eps=1e-5`` (timm's BatchNorm eps; torchvision's is 1e-3, which
-:func:`cnnjax.models.load_weights` refuses for a timm file rather than compute something else).
+:func:`timm_to_torchvision` refuses rather than compute something else).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Mapping
+
+from flax import nnx
+
+from cnnjax.nn import BatchNorm
 
 __all__ = ["FAMILIES", "timm_family", "timm_to_torchvision"]
 
@@ -54,15 +58,17 @@ def timm_family(state_dict: Mapping[str, Any]) -> str | None:
     return None
 
 
-def timm_to_torchvision(state_dict: Mapping[str, Any], model_class: str) -> dict[str, Any]:
-    """Rename a timm state dict for the zoo model class ``model_class`` (a key of :data:`FAMILIES`).
+def timm_to_torchvision(state_dict: Mapping[str, Any], model: nnx.Module) -> dict[str, Any]:
+    """Rename a timm state dict for ``model``, a zoo model of a class in :data:`FAMILIES`.
 
     Values pass through unchanged except where timm has a conv and torchvision a linear layer
     (VGG's classifier; a ``(O, C, 7, 7)`` kernel flattens in torchvision's ``(C, H, W)`` order).
 
     Raises:
-      ValueError: the state dict is not in timm's layout for that class, or holds a name no rule covers.
+      ValueError: the state dict is not in timm's layout for the model's class, holds a name no rule
+        covers, or is a MobileNetV3 one while the model's BatchNorm eps is not timm's 1e-5.
     """
+    model_class = type(model).__name__
     family = timm_family(state_dict)
     want = FAMILIES.get(model_class)
     if want is None:
@@ -70,6 +76,12 @@ def timm_to_torchvision(state_dict: Mapping[str, Any], model_class: str) -> dict
     if family != ("efficientnet" if want == "mobilenet_v2" else want):
         raise ValueError(f"timm_to_torchvision: {model_class} needs a timm {want} checkpoint, but the state dict "
                          f"is {'not in timm layout' if family is None else 'a timm ' + family + ' one'}")
+    if family == "mobilenet_v3":
+        eps = {float(m.eps) for _, m in nnx.iter_graph(model) if isinstance(m, BatchNorm)}
+        if eps != {1e-5}:
+            raise ValueError(f"timm_to_torchvision: a timm MobileNetV3 checkpoint, trained with BatchNorm eps 1e-5, but "
+                             f"the model's is {sorted(eps)} (torchvision's); build it with norm_eps=1e-5, e.g. "
+                             f"models.create('mobilenet_v3_large', norm_eps=1e-5, weights=...)")
     rename = {"efficientnet": _efficientnet, "mobilenet_v2": _efficientnet, "mobilenet_v3": _efficientnet,
               "vgg": _vgg, "convnext": lambda sd, f: _by_rules(sd, f, _CONVNEXT),
               "regnet": lambda sd, f: _by_rules(sd, f, _REGNET)}[want]

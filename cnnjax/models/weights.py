@@ -15,7 +15,6 @@ from flax import nnx
 
 from cnnjax.models.timm_names import timm_family, timm_to_torchvision
 from cnnjax.models.torch_port import load_torch_state_dict
-from cnnjax.nn import BatchNorm
 
 __all__ = ["load_weights", "read_state_dict", "save_weights"]
 
@@ -99,13 +98,6 @@ def load_weights(model: nnx.Module, path: str | Path, *, strict: bool = True) ->
         nnx.update(model, state)
         return model
     state_dict = read_state_dict(path)
-    family = timm_family(state_dict)
-    if family == "mobilenet_v3":
-        eps = {float(m.eps) for _, m in nnx.iter_graph(model) if isinstance(m, BatchNorm)}
-        if eps != {1e-5}:
-            raise ValueError(f"load_weights: {Path(path).name} is a timm MobileNetV3 checkpoint, trained with BatchNorm "
-                             f"eps 1e-5, but the model's is {sorted(eps)} (torchvision's); build it with norm_eps=1e-5, "
-                             f"e.g. models.create('mobilenet_v3_large', norm_eps=1e-5, weights=...)")
-    if family is not None:
-        state_dict = timm_to_torchvision(state_dict, type(model).__name__)
+    if timm_family(state_dict) is not None:
+        state_dict = timm_to_torchvision(state_dict, model)
     return load_torch_state_dict(model, state_dict, strict=strict)
