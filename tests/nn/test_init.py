@@ -115,6 +115,24 @@ def test_building_a_deep_network_compiles_a_few_programs_not_one_per_shape():
     assert sum("Compiling" in m for m in compiles) <= 3, compiles
 
 
+def test_inside_a_trace_a_concrete_stream_gives_flax_s_keys_and_its_counter_stays_concrete():
+    def keys():
+        with jax.ensure_compile_time_eval():  # as models.create makes its stream
+            rngs = nnx.Rngs(7)
+        out = [init.params_key(rngs) for _ in range(3)]
+        assert not isinstance(rngs.params.count[...], jax.core.Tracer)  # a traced counter made deep builds quadratic
+        assert int(rngs.params.count[...]) == 3
+        return jnp.stack([jax.random.key_data(k) for k in out])
+
+    eager = nnx.Rngs(7)
+    expected = np.stack([jax.random.key_data(eager.params()) for _ in range(3)])
+    np.testing.assert_array_equal(jax.jit(keys)(), expected)
+    np.testing.assert_array_equal(keys(), expected)  # eagerly, Flax's own call
+    model = models.create("resnet20", seed=5)
+    traced = jax.jit(lambda: nnx.state(models.create("resnet20", seed=5)))()
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(model), traced)
+
+
 def test_linear_is_flax_s_linear_with_the_same_parameters():
     ours, flax_s = nn.Linear(6, 3, rngs=nnx.Rngs(5)), nnx.Linear(6, 3, rngs=nnx.Rngs(5))
     assert isinstance(ours, nnx.Linear)
