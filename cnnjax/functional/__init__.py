@@ -11,7 +11,7 @@ say) are asked for at one point, :mod:`cnnjax.functional.dispatch`, and live in
 """
 
 from cnnjax.functional import filters
-from cnnjax.functional.antialias import aps_pool, binomial_filter, blur_pool, polyphase_components
+from cnnjax.functional.antialias import aps_pool, binomial_filter, binomial_taps, blur_pool, polyphase_components
 from cnnjax.functional.conv import (
     conv,
     conv_output_size,
@@ -90,6 +90,7 @@ __all__ = [
     "avg_pool3d",
     "batch_norm",
     "binomial_filter",
+    "binomial_taps",
     "blur_pool",
     "channel_shuffle",
     "compiler_options",

@@ -32,15 +32,18 @@ def binomial_filter(size: int, spatial_dims: int, dtype: Any = jnp.float32) -> j
       >>> binomial_filter(3, 1)
       Array([0.25, 0.5 , 0.25], dtype=float32)
     """
-    taps = _binomial_taps(size)
+    taps = binomial_taps(size)
     k = taps
     for _ in range(spatial_dims - 1):
         k = np.multiply.outer(k, taps)
     return jnp.asarray(k, dtype)
 
 
-def _binomial_taps(size: int, fn: str = "binomial_filter", name: str = "size") -> np.ndarray:
-    """Row ``size - 1`` of Pascal's triangle, normalised to sum 1 (float64 numpy: a constant under jit)."""
+def binomial_taps(size: int, fn: str = "binomial_filter", name: str = "size") -> np.ndarray:
+    """Row ``size - 1`` of Pascal's triangle, normalised to sum 1: ``(size,)`` float64 numpy, a constant under jit.
+
+    ``fn`` and ``name`` are the caller and argument a ValueError names when ``size`` is not an int from 1 to 7.
+    """
     if not utils._is_int(size) or not 1 <= size <= 7:
         raise ValueError(f"{fn}: {name} must be an int from 1 to 7, got {name}={size!r}")
     taps = np.array([math.comb(size - 1, i) for i in range(size)], np.float64)
@@ -89,7 +92,7 @@ def blur_pool(
     s = utils.as_tuple(stride, n, "stride", fn, minimum=1)
     # The binomial filter is separable: one strided 1-D pass per axis, each a weighted sum of
     # strided slices. Much faster than a depthwise conv (and its gradient) on XLA:CPU, same result.
-    taps = _binomial_taps(filter_size, fn, "filter_size")
+    taps = binomial_taps(filter_size, fn, "filter_size")
     pads = [((filter_size - 1) // 2, filter_size // 2)] * n
     x = pad_spatial(x, pads, padding_mode)
     for a, stride_a in enumerate(s):

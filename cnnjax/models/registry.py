@@ -8,6 +8,8 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
+from cnnjax.nn.init import seed_key
+
 _REGISTRY: dict[str, Callable[..., nnx.Module]] = {}
 
 
@@ -72,7 +74,7 @@ def create(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, weights: A
         raise ValueError(f"create: model {name!r} has no option(s) {unknown}; its options: {', '.join(allowed)}")
     if rngs is None:
         with jax.ensure_compile_time_eval():  # a concrete key stream even under eval_shape: see nn.init.params_key
-            rngs = nnx.Rngs(seed)
+            rngs = nnx.Rngs(seed_key(seed))
     model = builder(rngs=rngs, **options)
     if weights is not None:
         from cnnjax.models.weights import load_weights  # reads torch/safetensors/orbax only when asked

@@ -20,7 +20,7 @@ def check_downsample(downsample: str, blur_size: int, fn: str) -> str:
     """``downsample`` if it is one of :data:`DOWNSAMPLE_MODES` and ``blur_size`` a valid binomial size; else ValueError."""
     if downsample not in DOWNSAMPLE_MODES:
         raise ValueError(f"{fn}: downsample must be one of {DOWNSAMPLE_MODES}, got downsample={downsample!r}")
-    F.binomial_filter(blur_size, 1)
+    F.binomial_taps(blur_size, fn, "blur_size")  # validates on the host, without building an array
     return downsample
 
 

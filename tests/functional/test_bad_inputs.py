@@ -77,7 +77,7 @@ CALLS = {
     "upsample_nearest": (F.upsample_nearest, dict(x=X, scale=(2, 2)), ["x"]),
 }
 # public names that take no array: sizes, counts, filters and settings
-NO_ARRAYS = {"binomial_filter", "compiler_options", "conv_output_size", "conv_param_count", "conv_strategy",
+NO_ARRAYS = {"binomial_filter", "binomial_taps", "compiler_options", "conv_output_size", "conv_param_count", "conv_strategy",
              "conv_transpose_output_size", "group_order", "init_batch_norm_stats", "dispatch", "filters", "steerable", "utils"}
 BAD = {"None": None, "str": "image", "mixed list": [[1.0, "a"], [2.0, 3.0]], "ragged list": [[1.0], [2.0, 3.0]],
        "dict": {"x": 1}, "object": object()}

@@ -33,7 +33,7 @@ def test_global_head_and_option_errors():
         models.create("mnist1d_cnn", padding="valid")
     with pytest.raises(ValueError, match=r"PlainConvNet: head must be one of \('flatten', 'global'\)"):
         models.create("mnist1d_cnn", head="mean")
-    with pytest.raises(ValueError, match=r"binomial_filter: size must be an int from 1 to 7"):
+    with pytest.raises(ValueError, match=r"ResNet: blur_size must be an int from 1 to 7, got blur_size=8"):
         models.create("resnet20", downsample="blur", blur_size=8)
 
 

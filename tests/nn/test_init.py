@@ -127,10 +127,39 @@ def test_inside_a_trace_a_concrete_stream_gives_flax_s_keys_and_its_counter_stay
     eager = nnx.Rngs(7)
     expected = np.stack([jax.random.key_data(eager.params()) for _ in range(3)])
     np.testing.assert_array_equal(jax.jit(keys)(), expected)
-    np.testing.assert_array_equal(keys(), expected)  # eagerly, Flax's own call
+    np.testing.assert_array_equal(keys(), expected)  # eagerly, the fold-in computed on the host
     model = models.create("resnet20", seed=5)
     traced = jax.jit(lambda: nnx.state(models.create("resnet20", seed=5)))()
     jax.tree.map(np.testing.assert_array_equal, nnx.state(model), traced)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**31 - 1, 2**16 + 3])
+@pytest.mark.parametrize("data", [0, 1, 255, 2**32 - 1])
+def test_the_host_fold_in_and_seed_key_are_jax_s(seed, data):
+    key = jax.random.key(seed)
+    np.testing.assert_array_equal(jax.random.key_data(init.seed_key(seed)), jax.random.key_data(key))
+    expected = jax.random.key_data(jax.random.fold_in(key, data))
+    np.testing.assert_array_equal(jax.random.key_data(init.fold_in(key, data)), expected)
+    raw = jax.random.key_data(key)
+    np.testing.assert_array_equal(init.fold_in(raw, data), jax.random.fold_in(raw, data))
+
+
+def test_seed_key_takes_jax_s_path_outside_its_range_and_fold_in_refuses_what_it_cannot_fold():
+    for seed in (-1, 2**31, 2**32 + 5):
+        np.testing.assert_array_equal(jax.random.key_data(init.seed_key(seed)), jax.random.key_data(jax.random.key(seed)))
+    with pytest.raises(TypeError, match="fold_in: key must be one concrete threefry key"):
+        init.fold_in(jax.random.key(0, impl="rbg"), 1)
+    with pytest.raises(ValueError, match=r"fold_in: data must lie in \[0, 2\*\*32\), got -1"):
+        init.fold_in(jax.random.key(0), -1)
+
+
+def test_create_with_a_seed_is_create_with_flax_s_rngs_of_that_seed():
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(models.create("resnet20", seed=9)),
+                 nnx.state(models.create("resnet20", rngs=nnx.Rngs(9))))
+    a, b = nnx.Rngs(4), nnx.Rngs(4)
+    for _ in range(3):  # the eager host fold-in advances the counter as Flax's call does
+        np.testing.assert_array_equal(jax.random.key_data(init.params_key(a)), jax.random.key_data(b.params()))
+    assert int(a.params.count[...]) == int(b.params.count[...]) == 3
 
 
 def test_linear_is_flax_s_linear_with_the_same_parameters():
