@@ -10,8 +10,8 @@ step. These give the same values bit for bit:
   counter-based ("partitionable"): element ``i`` of a draw is ``threefry(key, i)`` pushed through
   ``jax.random.truncated_normal``'s arithmetic, whatever the draw's size, so a chunk at offset ``o``
   holds elements ``o .. o + CHUNK - 1`` of every draw from that key. The program repeats those
-  operations (``uniform``'s mantissa trick, ``erf_inv``, the clip), and tests check it against
-  ``jax.random.truncated_normal`` bit for bit;
+  operations (the threefry hash written out as one fused pass, ``uniform``'s mantissa trick,
+  ``erf_inv``, the clip), and tests check it against ``jax.random.truncated_normal`` bit for bit;
 - constants are numpy arrays put on the device.
 
 Inside a trace (``jit``, ``nnx.eval_shape``, ``vmap``) a draw is the same program over all its chunks
@@ -31,7 +31,6 @@ from typing import Any, Sequence
 import flax
 import jax
 import jax.extend.core
-import jax.extend.random
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,51 +46,71 @@ TRUNCATED_STD = 0.87962566103423978
 
 
 def params_key(rngs: Any) -> jax.Array:
-    """``rngs.params()``, the next key of the ``params`` stream, with the stream's counter advanced eagerly.
+    """``rngs.params()``, the next key of the ``params`` stream (Flax's key), with the stream's counter advanced
+    on the host.
 
     Under ``nnx.eval_shape`` or ``jit`` the counter would otherwise become a tracer, and Flax's update of a
     traced counter asks the tracer for its sharding, an error message whose cost grows with everything traced
-    so far: building a large model abstractly turned quadratic in its depth. The key itself stays traced
-    whenever the stream's key is, so the draws are not computed any earlier.
-
-    Under a trace with a concrete counter (``models.create`` makes its stream so) the fold-in is staged
-    instead, as one traced op, and only the counter moves on the host: the key Flax's ``RngStream.__call__``
-    gives, without compiling and dispatching an eager fold-in, which was about a sixth of a fresh
-    process's ``nnx.eval_shape(lambda: models.create("densenet201"))``. Outside a trace, with a concrete
-    threefry key, the fold-in is computed on the host (:func:`fold_in`): compiling JAX's costs a fresh
-    process about a tenth of a second before its first layer.
+    so far: building a large model abstractly turned quadratic in its depth. See :func:`_next_key`.
     """
-    stream = rngs.params
+    key = _next_key(rngs.params)
+    if key is None:
+        with jax.ensure_compile_time_eval():
+            key = rngs.params()
+    return key
+
+
+def dropout_stream(rngs: Any) -> Any:
+    """``rngs.dropout.fork()``, a layer's own stream of dropout keys, forked on the host for the reason
+    :func:`params_key` gives: a network with a Dropout or StochasticDepth per block built quadratically slowly
+    under ``nnx.eval_shape``."""
+    stream = rngs.dropout
+    key = _next_key(stream)
+    with jax.ensure_compile_time_eval():
+        return stream.fork() if key is None else type(stream)(key, tag=stream.tag)
+
+
+def _next_key(stream: Any) -> jax.Array | None:
+    """The key ``stream()`` gives, with the counter advanced on the host; None where Flax must do it.
+
+    With a concrete counter (``models.create`` makes its stream so, even under ``nnx.eval_shape``) and a
+    concrete threefry key the fold-in is computed on the host (:func:`fold_in`): compiling JAX's cost a
+    fresh process about a tenth of a second before its first layer. Under a trace with a traced key and a
+    concrete counter it is staged, as one traced op, so the draws are not computed any earlier.
+    """
     count = getattr(stream, "count", None)
     count = count[...] if isinstance(count, flax.nnx.Variable) else None
-    if isinstance(count, jax.Array) and not isinstance(count, jax.core.Tracer) and count.shape == ():
-        if _tracing():
-            key = jax.random.fold_in(stream.key[...], count)
-        elif not isinstance(stream.key[...], jax.core.Tracer) and _is_threefry(stream.key[...]):
-            key = fold_in(stream.key[...], int(count))
-        else:
-            key = None
-        if key is not None:
-            with jax.ensure_compile_time_eval():  # a traced counter is what this avoids, and device_put would be staged
-                stream.count[...] = jax.device_put(np.asarray(count) + np.uint32(1))
-            return key
-    with jax.ensure_compile_time_eval():
-        return rngs.params()
+    if not isinstance(count, jax.Array) or isinstance(count, jax.core.Tracer) or count.shape != ():
+        return None
+    key = stream.key[...]
+    if not isinstance(key, jax.core.Tracer) and _is_threefry(key):
+        key = fold_in(key, int(count))
+    elif _tracing():
+        key = jax.random.fold_in(key, count)
+    else:
+        return None
+    with jax.ensure_compile_time_eval():  # a traced counter is what this avoids, and device_put would be staged
+        stream.count[...] = jax.device_put(np.asarray(count) + np.uint32(1))
+    return key
 
 
-def _threefry2x32(k1: int, k2: int, x1: int, x2: int) -> tuple[int, int]:
-    """The Threefry-2x32 hash (20 rounds) of one count pair, in Python integers: what JAX's ``threefry2x32_p``
-    computes per element (Salmon et al. 2011; the schedule of ``jax._src.random.threefry2x32``)."""
-    mask = 0xFFFFFFFF
-    keys = (k1, k2, k1 ^ k2 ^ 0x1BD11BDA)
+def threefry2x32(k1: Any, k2: Any, x1: Any, x2: Any) -> tuple[Any, Any]:
+    """The Threefry-2x32 hash (20 rounds; Salmon et al. 2011) of the count pairs ``(x1, x2)`` under the key
+    ``(k1, k2)``: JAX's ``threefry2x32_p``, on uint32 numpy or jax arrays that broadcast together.
+
+    Written out round by round, as JAX lowers it for GPUs: XLA:CPU lowers the primitive to a loop over the
+    rounds, each a pass over the whole array, and computes the random draws of a parameter about three
+    times slower than this one fused pass. Tests check it against ``jax.random`` bit for bit.
+    """
+    keys = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
     rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    x1, x2 = (x1 + keys[0]) & mask, (x2 + keys[1]) & mask
+    x1, x2 = x1 + keys[0], x2 + keys[1]
     for i in range(5):
         for r in rotations[i % 2]:
-            x1 = (x1 + x2) & mask
-            x2 = (((x2 << r) | (x2 >> (32 - r))) & mask) ^ x1
-        x1 = (x1 + keys[(i + 1) % 3]) & mask
-        x2 = (x2 + keys[(i + 2) % 3] + i + 1) & mask
+            x1 = x1 + x2
+            x2 = ((x2 << np.uint32(r)) | (x2 >> np.uint32(32 - r))) ^ x1
+        x1 = x1 + keys[(i + 1) % 3]
+        x2 = x2 + keys[(i + 2) % 3] + np.uint32(i + 1)
     return x1, x2
 
 
@@ -109,9 +128,11 @@ def fold_in(key: jax.Array, data: int) -> jax.Array:
     if not 0 <= int(data) < 2**32:
         raise ValueError(f"fold_in: data must lie in [0, 2**32), got {data}")
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    k1, k2 = (int(k) for k in np.asarray(jax.random.key_data(key) if typed else key))
-    out = np.asarray(_threefry2x32(k1, k2, 0, int(data)), np.uint32)
-    return jax.random.wrap_key_data(out, impl="threefry2x32") if typed else jax.device_put(out)
+    with jax.ensure_compile_time_eval():  # concrete inside a trace too
+        k1, k2 = np.asarray(jax.random.key_data(key) if typed else key, np.uint32)
+        with np.errstate(over="ignore"):  # numpy scalars warn where uint32 arithmetic wraps, as threefry means it to
+            out = np.array(threefry2x32(k1, k2, np.uint32(0), np.uint32(data)), np.uint32)
+        return jax.random.wrap_key_data(out, impl="threefry2x32") if typed else jax.device_put(out)
 
 
 def seed_key(seed: int) -> jax.Array:
@@ -121,14 +142,6 @@ def seed_key(seed: int) -> jax.Array:
             and jax.config.jax_default_prng_impl == "threefry2x32":
         return jax.random.wrap_key_data(np.array([0, seed], np.uint32), impl="threefry2x32")
     return jax.random.key(seed)
-
-
-def dropout_stream(rngs: Any) -> Any:
-    """``rngs.dropout.fork()``, a layer's own stream of dropout keys, forked eagerly for the reason
-    :func:`params_key` gives: a network with a Dropout or StochasticDepth per block built quadratically slowly
-    under ``nnx.eval_shape``."""
-    with jax.ensure_compile_time_eval():
-        return rngs.dropout.fork()
 
 
 def next_key(stream: Any, layer: str) -> Any:
@@ -203,14 +216,9 @@ def _is_threefry(key: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _truncated_normal_chunk(dtype: np.dtype, broadcast_key: bool = True):
+def _truncated_normal_chunk(dtype: np.dtype):
     """``(key, offsets uint32[m], std) -> (m, CHUNK)``: row ``i`` holds elements ``offsets[i] ..`` of
     ``jax.random.truncated_normal(key, -2, 2, (n,), dtype) * std`` for any ``n`` reaching them.
-
-    ``broadcast_key``: the key broadcast to the counts' shape, which traced draws need (under vmap,
-    threefry's batching rule lowered a scalar key against batched counts with mismatched shapes, an
-    error inside jit). Eager draws take one chunk per call and keep the key scalar: the same bits, and
-    XLA:CPU computes them about 1.7x faster than from a broadcast key.
     """
     finfo = jnp.finfo(dtype)
     uint = {32: jnp.uint32, 64: jnp.uint64}[finfo.bits]
@@ -220,13 +228,7 @@ def _truncated_normal_chunk(dtype: np.dtype, broadcast_key: bool = True):
     def chunk(key: jax.Array, offsets: jax.Array, std: jax.Array) -> jax.Array:
         key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
         counts = offsets[:, None] + jax.lax.broadcasted_iota(jnp.uint32, (offsets.shape[0], CHUNK), 1)
-        if broadcast_key:
-            k0, k1 = (jnp.broadcast_to(k, counts.shape) for k in (key_data[0], key_data[1]))
-            bits1, bits2 = jax.extend.random.threefry2x32_p.bind(k0, k1, jnp.zeros_like(counts), counts)
-        else:
-            flat = counts.reshape(-1)
-            bits1, bits2 = (b.reshape(counts.shape) for b in jax.extend.random.threefry2x32_p.bind(
-                key_data[0], key_data[1], jnp.zeros_like(flat), flat))
+        bits1, bits2 = threefry2x32(key_data[0], key_data[1], jnp.zeros_like(counts), counts)
         if finfo.bits == 32:
             bits = bits1 ^ bits2
         else:
@@ -251,7 +253,7 @@ def _draw(key: jax.Array, n: int, std: np.ndarray) -> np.ndarray:
     A large draw (VGG's first dense layer holds 103 M values) runs its chunks on a thread per core: XLA:CPU
     runs each call on one core and releases the GIL, and the chunks are independent, so the values are the same.
     """
-    program, out = _truncated_normal_chunk(std.dtype, broadcast_key=False), np.empty(n, std.dtype)
+    program, out = _truncated_normal_chunk(std.dtype), np.empty(n, std.dtype)
 
     def fill(offset: int) -> None:
         out[offset:offset + CHUNK] = np.asarray(program(key, np.full(1, offset, np.uint32), std))[0, :n - offset]

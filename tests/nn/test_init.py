@@ -162,6 +162,21 @@ def test_create_with_a_seed_is_create_with_flax_s_rngs_of_that_seed():
     assert int(a.params.count[...]) == int(b.params.count[...]) == 3
 
 
+def test_dropout_stream_is_flax_s_fork_eagerly_and_inside_a_trace():
+    def forked_keys():
+        with jax.ensure_compile_time_eval():
+            rngs = nnx.Rngs(dropout=11)
+        streams = [init.dropout_stream(rngs) for _ in range(2)]
+        assert not isinstance(rngs.dropout.count[...], jax.core.Tracer)
+        return jnp.stack([jax.random.key_data(s()) for s in streams] + [jax.random.key_data(rngs.dropout.key[...])])
+
+    ref = nnx.Rngs(dropout=11)
+    streams = [ref.dropout.fork() for _ in range(2)]
+    expected = np.stack([jax.random.key_data(s()) for s in streams] + [jax.random.key_data(ref.dropout.key[...])])
+    np.testing.assert_array_equal(forked_keys(), expected)
+    np.testing.assert_array_equal(jax.jit(forked_keys)(), expected)
+
+
 def test_linear_is_flax_s_linear_with_the_same_parameters():
     ours, flax_s = nn.Linear(6, 3, rngs=nnx.Rngs(5)), nnx.Linear(6, 3, rngs=nnx.Rngs(5))
     assert isinstance(ours, nnx.Linear)
