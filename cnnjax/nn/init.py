@@ -250,8 +250,9 @@ def _truncated_normal_chunk(dtype: np.dtype):
 def _draw(key: jax.Array, n: int, std: np.ndarray) -> np.ndarray:
     """The ``n`` values of ``jax.random.truncated_normal(key, -2, 2, (n,), std.dtype) * std``, on the host.
 
-    A large draw (VGG's first dense layer holds 103 M values) runs its chunks on a thread per core: XLA:CPU
-    runs each call on one core and releases the GIL, and the chunks are independent, so the values are the same.
+    A large draw (VGG's first dense layer holds 103 M values) runs its chunks on a thread per core: the calls
+    release the GIL and the chunks are independent, so the values are the same. XLA:CPU already spreads one
+    call over the cores, so the threads only fill the gaps between calls.
     """
     program, out = _truncated_normal_chunk(std.dtype), np.empty(n, std.dtype)
 
